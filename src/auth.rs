@@ -1,0 +1,226 @@
+//! Bearer tokens: extraction from the `Authorization` header and verification into a
+//! `User`. HS256 with the shared `BETTER_AUTH_SECRET` (constant-time, by jwt-simple),
+//! accepting both a `sub` token and Better Auth's session cookie-cache token.
+
+use std::collections::HashSet;
+
+use jwt_simple::prelude::*;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Tokens longer than this are refused before any parsing (API.md, Authentication).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+const LEEWAY_SECONDS: u64 = 60;
+/// The longest user id we store.
+const MAX_SUB_CHARS: usize = 255;
+
+/// The verified caller of an `/api/*` route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct User {
+    /// Better Auth's user id (`sub`, or `user.id` in a session cookie-cache token).
+    pub id: String,
+    /// The email claim, if the token has one.
+    pub email: Option<String>,
+    /// The name claim, if the token has one.
+    pub name: Option<String>,
+}
+
+/// The claims we read besides the registered ones. Better Auth's JWT plugin puts `email`
+/// and `name` at the top level; its cookie-cache token nests them in `user`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Profile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<SessionUser>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SessionUser {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Verifies bearer tokens; built once at start-up and shared by every worker.
+pub struct Authenticator {
+    hs256: HS256Key,
+    options: VerificationOptions,
+}
+
+impl Authenticator {
+    /// Builds the verifier from the configured secret, issuer and audience.
+    pub fn new(config: &Config) -> Authenticator {
+        let options = VerificationOptions {
+            time_tolerance: Some(Duration::from_secs(LEEWAY_SECONDS)),
+            max_token_length: Some(MAX_TOKEN_BYTES),
+            allowed_issuers: config.issuer.clone().map(|i| HashSet::from([i])),
+            allowed_audiences: config.audience.clone().map(|a| HashSet::from([a])),
+            ..Default::default()
+        };
+        Authenticator {
+            hs256: HS256Key::from_bytes(&config.secret),
+            options,
+        }
+    }
+
+    /// Turns an `Authorization` header into the caller, or a 401.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<User> {
+        let token = bearer_token(authorization)?;
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Error::InvalidToken(format!(
+                "token of {} bytes",
+                token.len()
+            )));
+        }
+        let metadata = Token::decode_metadata(token)
+            .map_err(|e| Error::InvalidToken(format!("undecodable token: {e}")))?;
+        let claims = match metadata.algorithm() {
+            // API.md, Authentication: an HS256 token's `kid`, if any, is ignored.
+            "HS256" => self
+                .hs256
+                .verify_token::<Profile>(token, Some(self.options.clone())),
+            other => return Err(Error::InvalidToken(format!("unsupported alg {other:?}"))),
+        }
+        .map_err(|e| Error::InvalidToken(format!("verification failed: {e}")))?;
+        user_from_claims(claims)
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.
+fn bearer_token(authorization: Option<&str>) -> Result<&str> {
+    let header = authorization.ok_or(Error::MissingToken)?;
+    let (scheme, token) = header.trim().split_once(' ').ok_or(Error::MissingToken)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Error::MissingToken);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(Error::InvalidToken("empty bearer token".into()));
+    }
+    Ok(token)
+}
+
+fn user_from_claims(claims: JWTClaims<Profile>) -> Result<User> {
+    if claims.expires_at.is_none() {
+        return Err(Error::InvalidToken("token has no exp".into()));
+    }
+    let profile = claims.custom;
+    let session_user = profile.user.unwrap_or_default();
+    let (id, email, name) = match claims.subject {
+        Some(sub) => (sub, profile.email, profile.name),
+        // Better Auth's cookie-cache token has no `sub`: the user is `user.id`.
+        None => match session_user.id {
+            Some(id) => (id, session_user.email, session_user.name),
+            None => {
+                return Err(Error::InvalidToken(
+                    "token has neither sub nor user.id".into(),
+                ))
+            }
+        },
+    };
+    if id.is_empty() || id.chars().count() > MAX_SUB_CHARS || id.contains('\0') {
+        return Err(Error::InvalidToken("user id is empty or too long".into()));
+    }
+    let clean = |v: Option<String>| v.filter(|s| !s.contains('\0') && s.chars().count() <= 255);
+    Ok(User {
+        id,
+        email: clean(email),
+        name: clean(name),
+    })
+}
+
+/// Signs an HS256 token for `todo-api token` and the tests.
+pub fn mint(
+    secret: &[u8],
+    sub: &str,
+    email: Option<&str>,
+    name: Option<&str>,
+    ttl: std::time::Duration,
+) -> String {
+    let profile = Profile {
+        email: email.map(Into::into),
+        name: name.map(Into::into),
+        user: None,
+    };
+    let claims = Claims::with_custom_claims(profile, Duration::from_secs(ttl.as_secs().max(1)))
+        .with_subject(sub);
+    HS256Key::from_bytes(secret)
+        .authenticate(claims)
+        .expect("HS256 signing cannot fail")
+}
+
+/// 32 random bytes, the secret of a run that was given none.
+pub fn random_secret() -> Vec<u8> {
+    HS256Key::generate().to_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authenticator(secret: &[u8]) -> Authenticator {
+        let mut config = Config::from_lookup(|_| None).unwrap();
+        config.secret = secret.to_vec();
+        Authenticator::new(&config)
+    }
+
+    fn bearer(token: &str) -> String {
+        format!("Bearer {token}")
+    }
+
+    #[test]
+    fn accepts_a_minted_token() {
+        let auth = authenticator(b"test-secret-123");
+        let token = mint(
+            b"test-secret-123",
+            "u1",
+            Some("a@b.c"),
+            Some("A"),
+            std::time::Duration::from_secs(60),
+        );
+        let user = auth.authenticate(Some(&bearer(&token))).unwrap();
+        assert_eq!(
+            user,
+            User {
+                id: "u1".into(),
+                email: Some("a@b.c".into()),
+                name: Some("A".into())
+            }
+        );
+    }
+
+    #[test]
+    fn missing_or_foreign_schemes_are_missing_tokens() {
+        let auth = authenticator(b"test-secret-123");
+        for header in [None, Some(""), Some("Basic abc"), Some("Bearer")] {
+            assert!(
+                matches!(auth.authenticate(header), Err(Error::MissingToken)),
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_secret_is_invalid() {
+        let auth = authenticator(b"test-secret-123");
+        let token = mint(
+            b"other-secret-123",
+            "u1",
+            None,
+            None,
+            std::time::Duration::from_secs(60),
+        );
+        assert!(matches!(
+            auth.authenticate(Some(&bearer(&token))),
+            Err(Error::InvalidToken(_))
+        ));
+    }
+}

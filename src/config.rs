@@ -1,0 +1,288 @@
+//! Configuration, read once at start-up from the environment and a `.env` file, and
+//! validated then: nothing reads the environment later. Tests build `Config` directly.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// Where the tasks live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// The embedded SQLite file at this path.
+    Sqlite(String),
+    /// A `postgres://` / `postgresql://` URL, passed on as given.
+    Postgres(String),
+}
+
+/// The server's whole configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// The database to use.
+    pub database: Database,
+    /// The HS256 secret shared with Better Auth.
+    pub secret: Vec<u8>,
+    /// True when no secret was configured and `secret` was made up for this run.
+    pub secret_is_generated: bool,
+    /// Better Auth's base URL (`BETTER_AUTH_URL`).
+    pub better_auth_url: String,
+    /// Where the JWKS is fetched from.
+    pub jwks_url: String,
+    /// The required `iss` of HS256 tokens, if any.
+    pub issuer: Option<String>,
+    /// The required `aud` of HS256 tokens, if any.
+    pub audience: Option<String>,
+    /// Origins allowed by CORS, each as `scheme://host[:port]`.
+    pub cors_origins: Vec<String>,
+    /// The address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Request worker threads.
+    pub workers: usize,
+    /// Pooled database connections.
+    pub pool_size: u32,
+}
+
+impl std::fmt::Debug for Config {
+    // By hand, so that the secret can never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database", &crate::db::redact(&self.database))
+            .field("secret", &"<redacted>")
+            .field("better_auth_url", &self.better_auth_url)
+            .field("jwks_url", &self.jwks_url)
+            .field("cors_origins", &self.cors_origins)
+            .field("listen", &self.listen)
+            .field("workers", &self.workers)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+/// The shortest HS256 secret accepted.
+pub const MIN_SECRET_BYTES: usize = 12;
+
+/// The default Better Auth location, as in the spec.
+pub const DEFAULT_BETTER_AUTH_URL: &str = "http://localhost:3000";
+
+impl Config {
+    /// Reads the process environment, falling back to `./.env` for unset variables.
+    pub fn from_env() -> Result<Config, String> {
+        let dotenv = match std::fs::read_to_string(".env") {
+            Ok(text) => parse_dotenv(&text),
+            Err(_) => HashMap::new(),
+        };
+        Config::from_lookup(|key| std::env::var(key).ok().or_else(|| dotenv.get(key).cloned()))
+    }
+
+    /// Builds the configuration from any key lookup; empty values count as unset.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let get = |key: &str| {
+            get(key)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+
+        let database = match get("DATABASE_URL") {
+            None => Database::Sqlite("todo.db".into()),
+            Some(url) => parse_database_url(&url)?,
+        };
+        let (secret, secret_is_generated) = match get("BETTER_AUTH_SECRET") {
+            // jwt-simple refuses HMAC keys under 12 bytes; Better Auth asks for 32.
+            Some(s) if s.len() < MIN_SECRET_BYTES => {
+                return Err(format!(
+                    "BETTER_AUTH_SECRET is {} bytes long; it must be at least {MIN_SECRET_BYTES} \
+                     (generate one with: openssl rand -base64 32)",
+                    s.len()
+                ))
+            }
+            Some(s) => (s.into_bytes(), false),
+            None => (crate::auth::random_secret(), true),
+        };
+        let better_auth_url = get("BETTER_AUTH_URL")
+            .unwrap_or_else(|| DEFAULT_BETTER_AUTH_URL.into())
+            .trim_end_matches('/')
+            .to_string();
+        let default_origin = origin_of(&better_auth_url)
+            .ok_or_else(|| format!("BETTER_AUTH_URL is not an http(s) URL: {better_auth_url}"))?;
+        let jwks_url =
+            get("JWKS_URL").unwrap_or_else(|| format!("{better_auth_url}/api/auth/jwks"));
+        let cors_origins = match get("CORS_ORIGINS") {
+            None => vec![default_origin],
+            Some(list) => list
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
+        };
+
+        let host: IpAddr = get("HOST")
+            .unwrap_or_else(|| "127.0.0.1".into())
+            .parse()
+            .map_err(|_| "HOST must be an IP address, such as 127.0.0.1 or 0.0.0.0".to_string())?;
+        let port: u16 = parse_number("PORT", get("PORT"), 8000)?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // Handlers spend most of their time waiting on the database, so a few threads per
+        // core keep the cores busy; bench/README.md has the measurements behind the factor.
+        let workers: usize = parse_number("WORKERS", get("WORKERS"), (cores * 4).clamp(4, 64))?;
+        // One connection per worker: a worker never holds two, so none ever waits on another.
+        let pool_size: u32 = parse_number("DB_POOL_SIZE", get("DB_POOL_SIZE"), workers as u32)?;
+        if workers == 0 || pool_size == 0 {
+            return Err("WORKERS and DB_POOL_SIZE must be at least 1".into());
+        }
+
+        Ok(Config {
+            database,
+            secret,
+            secret_is_generated,
+            better_auth_url,
+            jwks_url,
+            issuer: get("JWT_ISSUER"),
+            audience: get("JWT_AUDIENCE"),
+            cors_origins,
+            listen: SocketAddr::new(host, port),
+            workers,
+            pool_size,
+        })
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(
+    name: &str,
+    value: Option<String>,
+    default: T,
+) -> Result<T, String> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("{name} must be a whole number, not {v:?}")),
+    }
+}
+
+fn parse_database_url(url: &str) -> Result<Database, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Database::Postgres(url.to_string()))
+    } else if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        if path.is_empty() || path == ":memory:" {
+            // Each pooled connection would get its own empty in-memory database.
+            return Err("DATABASE_URL=sqlite: needs a file path, such as sqlite:todo.db".into());
+        }
+        Ok(Database::Sqlite(path.to_string()))
+    } else {
+        Err("DATABASE_URL must start with postgres://, postgresql:// or sqlite:".into())
+    }
+}
+
+/// `scheme://host[:port]` of an http(s) URL, the form browsers send in `Origin`.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
+}
+
+/// Parses `KEY=VALUE` lines; `#` comments, `export ` prefixes and matching quotes allowed.
+pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            if line.starts_with('#') {
+                return None;
+            }
+            let (key, value) = line.split_once('=')?;
+            let value = value.trim();
+            let unquoted = [('"', '"'), ('\'', '\'')]
+                .iter()
+                .find_map(|(a, b)| value.strip_prefix(*a)?.strip_suffix(*b))
+                .unwrap_or(value);
+            Some((key.trim().to_string(), unquoted.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.database, Database::Sqlite("todo.db".into()));
+        assert!(c.secret_is_generated);
+        assert_eq!(c.secret.len(), 32);
+        assert_eq!(c.cors_origins, ["http://localhost:3000"]);
+        assert_eq!(c.jwks_url, "http://localhost:3000/api/auth/jwks");
+        assert_eq!(c.listen, "127.0.0.1:8000".parse().unwrap());
+        assert!(c.workers >= 4);
+        assert_eq!(c.pool_size as usize, c.workers);
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let c = config(&[
+            (
+                "DATABASE_URL",
+                "postgresql://u:p@db.example/neondb?sslmode=require",
+            ),
+            ("BETTER_AUTH_SECRET", "s3cret-s3cret"),
+            ("BETTER_AUTH_URL", "https://app.example.com/"),
+            ("CORS_ORIGINS", "https://a.example, http://localhost:3000/"),
+            ("JWT_ISSUER", "https://app.example.com"),
+            ("HOST", "0.0.0.0"),
+            ("PORT", "9000"),
+            ("WORKERS", "3"),
+            ("DB_POOL_SIZE", "2"),
+        ])
+        .unwrap();
+        assert!(matches!(c.database, Database::Postgres(_)));
+        assert_eq!(c.secret, b"s3cret-s3cret");
+        assert!(!c.secret_is_generated);
+        assert_eq!(c.jwks_url, "https://app.example.com/api/auth/jwks");
+        assert_eq!(
+            c.cors_origins,
+            ["https://a.example", "http://localhost:3000"]
+        );
+        assert_eq!(c.issuer.as_deref(), Some("https://app.example.com"));
+        assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!((c.workers, c.pool_size), (3, 2));
+    }
+
+    #[test]
+    fn refuses_bad_values_with_a_reason() {
+        for (key, value) in [
+            ("DATABASE_URL", "mysql://x"),
+            ("DATABASE_URL", "sqlite::memory:"),
+            ("PORT", "eighty"),
+            ("HOST", "localhost:80"),
+            ("WORKERS", "0"),
+            ("BETTER_AUTH_URL", "ftp://x"),
+            ("BETTER_AUTH_SECRET", "short"),
+        ] {
+            assert!(
+                config(&[(key, value)]).is_err(),
+                "{key}={value} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn dotenv_handles_quotes_comments_and_export() {
+        let env = parse_dotenv("# c\nexport A=1\nB=\"two words\"\nC='x=y'\n\nbad line\n");
+        assert_eq!(env.get("A").map(String::as_str), Some("1"));
+        assert_eq!(env.get("B").map(String::as_str), Some("two words"));
+        assert_eq!(env.get("C").map(String::as_str), Some("x=y"));
+        assert_eq!(env.len(), 3);
+    }
+}

@@ -1,0 +1,123 @@
+//! The storage interface and its two implementations: PostgreSQL (`postgres.rs`) and the
+//! embedded SQLite default (`sqlite.rs`). Every task query is scoped by `user_id`.
+
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+use serde::Serialize;
+
+use crate::auth::User;
+use crate::config::Database;
+use crate::error::Result;
+use crate::tasks::{ListQuery, NewTask, SortKey, StatusFilter, TaskPatch};
+
+/// A task as the API returns it: timestamps already in their wire form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Task {
+    /// The task's id, unique across all users.
+    pub id: i64,
+    /// The trimmed title.
+    pub title: String,
+    /// The description, if any.
+    pub description: Option<String>,
+    /// Whether the task is done.
+    pub completed: bool,
+    /// When it is due, RFC 3339 UTC.
+    pub due_date: Option<String>,
+    /// When it was created, RFC 3339 UTC.
+    pub created_at: String,
+    /// When it last changed, RFC 3339 UTC.
+    pub updated_at: String,
+}
+
+/// One method per query the API needs. A `None` or `false` result means the task does
+/// not exist *for this user*; the caller turns it into a 404.
+pub trait Store: Send + Sync {
+    /// `"postgres"` or `"sqlite"`, for logs and `/health`.
+    fn kind(&self) -> &'static str;
+    /// One round trip, to tell whether the database answers.
+    fn ping(&self) -> Result<()>;
+    /// Creates the user's row, or brings its email and name up to date.
+    fn upsert_user(&self, user: &User) -> Result<()>;
+    /// The user's tasks, filtered and sorted.
+    fn list(&self, user_id: &str, query: &ListQuery) -> Result<Vec<Task>>;
+    /// Inserts a task; creates the user's row first if it has gone missing.
+    fn create(&self, user: &User, task: &NewTask) -> Result<Task>;
+    /// One task of the user's.
+    fn get(&self, user_id: &str, id: i64) -> Result<Option<Task>>;
+    /// Applies a non-empty patch in one statement.
+    fn update(&self, user_id: &str, id: i64, patch: &TaskPatch) -> Result<Option<Task>>;
+    /// Deletes one task of the user's.
+    fn delete(&self, user_id: &str, id: i64) -> Result<bool>;
+    /// Flips `completed` in one atomic statement.
+    fn toggle(&self, user_id: &str, id: i64) -> Result<Option<Task>>;
+}
+
+/// Opens the configured database and makes sure its tables exist.
+pub fn open(database: &Database, pool_size: u32) -> Result<Box<dyn Store>, String> {
+    match database {
+        Database::Postgres(url) => Ok(Box::new(postgres::PgStore::open(url, pool_size)?)),
+        #[cfg(feature = "sqlite")]
+        Database::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path, pool_size)?)),
+        #[cfg(not(feature = "sqlite"))]
+        Database::Sqlite(_) => {
+            Err("this build has no SQLite support (feature `sqlite`): set DATABASE_URL".into())
+        }
+    }
+}
+
+/// The database for humans and logs: kind, host and name, never the password.
+pub fn redact(database: &Database) -> String {
+    match database {
+        Database::Sqlite(path) => format!("sqlite {path}"),
+        Database::Postgres(url) => {
+            let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+            let rest = rest.split('?').next().unwrap_or("");
+            let host_and_db = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            format!("postgres {host_and_db}")
+        }
+    }
+}
+
+/// The selected columns, in the order `Task` is built from.
+pub(crate) const COLUMNS: &str =
+    "id, title, description, completed, due_date, created_at, updated_at";
+
+/// The `where` suffix for a status filter; `completed` is a boolean in both dialects
+/// (SQLite compares the 0/1 it stores with its `true`/`false` keywords).
+pub(crate) fn status_clause(status: StatusFilter) -> &'static str {
+    match status {
+        StatusFilter::All => "",
+        StatusFilter::Pending => " and completed = false",
+        StatusFilter::Completed => " and completed = true",
+    }
+}
+
+/// The `order by` clause. API.md, Tasks: undated tasks last in either direction, ties
+/// on id in the sort's direction, titles compared with ASCII case folded and otherwise
+/// by code point. `title_key` is the dialect's expression for that.
+pub(crate) fn order_clause(query: &ListQuery, title_key: &str) -> String {
+    let dir = if query.descending { "desc" } else { "asc" };
+    match query.sort {
+        SortKey::Created => format!("created_at {dir}, id {dir}"),
+        SortKey::Title => format!("{title_key} {dir}, id {dir}"),
+        SortKey::DueDate => format!("due_date {dir} nulls last, id {dir}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_the_password_and_query() {
+        let db = Database::Postgres(
+            "postgresql://neondb_owner:npg_secret@ep-x-pooler.aws.neon.tech/neondb?sslmode=require"
+                .into(),
+        );
+        let shown = redact(&db);
+        assert_eq!(shown, "postgres ep-x-pooler.aws.neon.tech/neondb");
+        assert!(!shown.contains("npg_secret"));
+    }
+}

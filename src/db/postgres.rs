@@ -1,0 +1,345 @@
+//! The PostgreSQL store: an r2d2 pool of `postgres` clients, TLS through native-tls, and
+//! one-round-trip statements (`query_typed`: unnamed, so a transaction-mode pooler such as
+//! Neon's `-pooler` endpoint never sees a prepared statement it cannot route).
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use postgres::config::SslMode;
+use postgres::error::SqlState;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Row};
+use postgres_native_tls::MakeTlsConnector;
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::{order_clause, status_clause, Store, Task, COLUMNS};
+use crate::auth::User;
+use crate::error::{Error, Result};
+use crate::tasks::{ListQuery, NewTask, TaskPatch};
+use crate::time::Micros;
+
+/// The schema, applied on the first connection and after any outage that preceded it.
+const SCHEMA: &str = include_str!("../../schema.sql");
+/// Serializes schema creation between instances starting together (any fixed number).
+const SCHEMA_LOCK: i64 = 0x746f_646f;
+/// How long a request waits for a pooled connection before it is told 503.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Pool = r2d2::Pool<PostgresConnectionManager<MakeTlsConnector>>;
+type Conn = r2d2::PooledConnection<PostgresConnectionManager<MakeTlsConnector>>;
+
+/// The PostgreSQL implementation of [`Store`].
+pub struct PgStore {
+    pool: Pool,
+    schema_ready: AtomicBool,
+}
+
+impl PgStore {
+    /// Builds the pool (lazily: an unreachable database is a 503 later, not a crash now)
+    /// and tries once to create the tables.
+    pub fn open(url: &str, pool_size: u32) -> Result<PgStore, String> {
+        let (config, tls) = connect_options(url)?;
+        let manager = PostgresConnectionManager::new(config, tls);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(pool_size.min(2)))
+            .connection_timeout(CHECKOUT_TIMEOUT)
+            // A broken connection shows itself on its first query, which is retried where
+            // that is safe (`read`); a round trip per checkout would halve throughput.
+            .test_on_check_out(false)
+            .build_unchecked(manager);
+        let store = PgStore {
+            pool,
+            schema_ready: AtomicBool::new(false),
+        };
+        if let Err(e) = store.conn() {
+            log::warn!("database not ready at start-up, will retry on demand: {e}");
+        }
+        Ok(store)
+    }
+
+    /// A pooled connection on which the schema is known to exist.
+    fn conn(&self) -> Result<Conn> {
+        let mut conn = self.pool.get()?;
+        if !self.schema_ready.load(Ordering::Acquire) {
+            let mut tx = conn.transaction()?;
+            tx.execute("select pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+            tx.batch_execute(SCHEMA)?;
+            tx.commit()?;
+            self.schema_ready.store(true, Ordering::Release);
+        }
+        Ok(conn)
+    }
+
+    /// Runs a read-only query, once more on a fresh connection if the pooled one turned out
+    /// to be dead (the database restarted since it was opened). Reads are safe to repeat.
+    fn read<T>(&self, f: impl Fn(&mut Client) -> Result<T, postgres::Error>) -> Result<T> {
+        let mut conn = self.conn()?;
+        match f(&mut conn) {
+            Err(e) if conn.is_closed() => {
+                log::debug!("retrying a read on a fresh connection after: {e}");
+                drop(conn);
+                Ok(f(&mut *self.conn()?)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Runs a write. Never retried: whether a lost connection committed it is unknowable.
+    fn write<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>) -> Result<T> {
+        Ok(f(&mut *self.conn()?)?)
+    }
+}
+
+impl Store for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.read(|c| c.simple_query("").map(drop))
+    }
+
+    fn upsert_user(&self, user: &User) -> Result<()> {
+        self.write(|c| upsert_user_on(c, user))
+    }
+
+    fn list(&self, user_id: &str, query: &ListQuery) -> Result<Vec<Task>> {
+        let sql = format!(
+            "select {COLUMNS} from tasks where user_id = $1{} order by {}",
+            status_clause(query.status),
+            order_clause(query, r#"lower(title collate "C")"#)
+        );
+        let rows = self.read(|c| c.query_typed(&sql, &[(&user_id, Type::TEXT)]))?;
+        rows.iter().map(task).collect()
+    }
+
+    fn create(&self, user: &User, new: &NewTask) -> Result<Task> {
+        let sql = format!(
+            "insert into tasks (user_id, title, description, completed, due_date) \
+             values ($1, $2, $3, $4, $5) returning {COLUMNS}"
+        );
+        let due = new.due_date.map(Micros::to_system_time);
+        let insert = |c: &mut Client| {
+            c.query_typed(
+                &sql,
+                &[
+                    (&user.id, Type::TEXT),
+                    (&new.title, Type::TEXT),
+                    (&new.description, Type::TEXT),
+                    (&new.completed, Type::BOOL),
+                    (&due, Type::TIMESTAMPTZ),
+                ],
+            )
+        };
+        let rows = self.write(|c| match insert(c) {
+            // The user's row is gone (deleted by hand, or a cache that outlived it).
+            Err(e) if is(&e, &SqlState::FOREIGN_KEY_VIOLATION) => {
+                upsert_user_on(c, user)?;
+                insert(c)
+            }
+            other => other,
+        })?;
+        one(&rows)
+    }
+
+    fn get(&self, user_id: &str, id: i64) -> Result<Option<Task>> {
+        let sql = format!("select {COLUMNS} from tasks where id = $1 and user_id = $2");
+        let rows = self.read(|c| c.query_typed(&sql, &id_and_user(&id, &user_id)))?;
+        rows.first().map(task).transpose()
+    }
+
+    fn update(&self, user_id: &str, id: i64, patch: &TaskPatch) -> Result<Option<Task>> {
+        let sql = format!(
+            "update tasks set \
+             title = coalesce($3, title), \
+             description = case when $4 then $5 else description end, \
+             completed = coalesce($6, completed), \
+             due_date = case when $7 then $8 else due_date end, \
+             updated_at = now() \
+             where id = $1 and user_id = $2 returning {COLUMNS}"
+        );
+        let set_description = patch.description.is_some();
+        let description = patch.description.clone().flatten();
+        let set_due = patch.due_date.is_some();
+        let due = patch.due_date.flatten().map(Micros::to_system_time);
+        let rows = self.write(|c| {
+            c.query_typed(
+                &sql,
+                &[
+                    (&id, Type::INT8),
+                    (&user_id, Type::TEXT),
+                    (&patch.title, Type::TEXT),
+                    (&set_description, Type::BOOL),
+                    (&description, Type::TEXT),
+                    (&patch.completed, Type::BOOL),
+                    (&set_due, Type::BOOL),
+                    (&due, Type::TIMESTAMPTZ),
+                ],
+            )
+        })?;
+        rows.first().map(task).transpose()
+    }
+
+    fn delete(&self, user_id: &str, id: i64) -> Result<bool> {
+        let sql = "delete from tasks where id = $1 and user_id = $2 returning id";
+        let rows = self.write(|c| c.query_typed(sql, &id_and_user(&id, &user_id)))?;
+        Ok(!rows.is_empty())
+    }
+
+    fn toggle(&self, user_id: &str, id: i64) -> Result<Option<Task>> {
+        let sql = format!(
+            "update tasks set completed = not completed, updated_at = now() \
+             where id = $1 and user_id = $2 returning {COLUMNS}"
+        );
+        let rows = self.write(|c| c.query_typed(&sql, &id_and_user(&id, &user_id)))?;
+        rows.first().map(task).transpose()
+    }
+}
+
+/// Creates the user's row or refreshes its email and name. An email already held by
+/// another user id must not fail the request (API.md, Authentication): the row is then
+/// kept without it.
+fn upsert_user_on(c: &mut Client, user: &User) -> Result<(), postgres::Error> {
+    const UPSERT: &str = "insert into users (id, email, name) values ($1, $2, $3) \
+        on conflict (id) do update set \
+        email = coalesce(excluded.email, users.email), \
+        name = coalesce(excluded.name, users.name) \
+        where users.email is distinct from coalesce(excluded.email, users.email) \
+        or users.name is distinct from coalesce(excluded.name, users.name)";
+    let run = |c: &mut Client, email: &Option<String>| {
+        c.query_typed(
+            UPSERT,
+            &[
+                (&user.id, Type::TEXT),
+                (email, Type::TEXT),
+                (&user.name, Type::TEXT),
+            ],
+        )
+    };
+    match run(c, &user.email) {
+        Err(e) if is(&e, &SqlState::UNIQUE_VIOLATION) => run(c, &None),
+        other => other,
+    }
+    .map(drop)
+}
+
+fn id_and_user<'a>(id: &'a i64, user_id: &'a &str) -> [(&'a (dyn ToSql + Sync), Type); 2] {
+    [(id, Type::INT8), (user_id, Type::TEXT)]
+}
+
+fn is(e: &postgres::Error, state: &SqlState) -> bool {
+    e.code() == Some(state)
+}
+
+fn one(rows: &[Row]) -> Result<Task> {
+    rows.first()
+        .map(task)
+        .unwrap_or_else(|| Err(Error::Internal("insert returned no row".into())))
+}
+
+fn task(row: &Row) -> Result<Task> {
+    let stamp = |t: SystemTime| Micros::from_system_time(t).to_rfc3339();
+    Ok(Task {
+        id: row.try_get(0)?,
+        title: row.try_get(1)?,
+        description: row.try_get(2)?,
+        completed: row.try_get(3)?,
+        due_date: row.try_get::<_, Option<SystemTime>>(4)?.map(stamp),
+        created_at: stamp(row.try_get(5)?),
+        updated_at: stamp(row.try_get(6)?),
+    })
+}
+
+/// Turns a `postgres://` URL into the driver's config and a TLS connector.
+///
+/// The driver knows `sslmode` disable/prefer/require only, and no `sslrootcert`. We take
+/// libpq's spellings and are stricter than libpq: whenever TLS is asked for, the server's
+/// certificate chain and host name are verified, against the system roots plus the CA in
+/// `sslrootcert=` (or `PGSSLROOTCERT`). Without any `sslmode`, the connection is plain TCP,
+/// as for a local database.
+fn connect_options(url: &str) -> Result<(postgres::Config, MakeTlsConnector), String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut root_cert = std::env::var("PGSSLROOTCERT")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let mut ssl_requested = false;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "sslrootcert" => root_cert = Some(crate::router::percent_decode_query(value)),
+            "sslmode" => {
+                ssl_requested = value != "disable";
+                let mode = match value {
+                    "verify-ca" | "verify-full" => "require",
+                    other => other,
+                };
+                kept.push(format!("sslmode={mode}"));
+            }
+            _ => kept.push(pair.to_string()),
+        }
+    }
+    if !ssl_requested && root_cert.is_none() {
+        kept.retain(|p| !p.starts_with("sslmode="));
+        kept.push("sslmode=disable".into());
+    }
+    let rebuilt = format!("{base}?{}", kept.join("&"));
+    let mut config = postgres::Config::from_str(&rebuilt)
+        .map_err(|e| format!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+    if config.get_connect_timeout().is_none() {
+        // An unreachable host must become a 503 quickly, not a hung worker.
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    config.tcp_user_timeout(Duration::from_secs(15));
+    config.keepalives_idle(Duration::from_secs(30));
+    if config.get_ssl_mode() == SslMode::Prefer {
+        config.ssl_mode(SslMode::Require);
+    }
+    let mut builder = native_tls::TlsConnector::builder();
+    if let Some(path) = root_cert {
+        let pem = std::fs::read(&path).map_err(|e| format!("sslrootcert {path}: {e}"))?;
+        let cert = native_tls::Certificate::from_pem(&pem)
+            .map_err(|e| format!("sslrootcert {path} is not a PEM certificate: {e}"))?;
+        builder.add_root_certificate(cert);
+    }
+    let connector = builder
+        .build()
+        .map_err(|e| format!("TLS set-up failed: {e}"))?;
+    Ok((config, MakeTlsConnector::new(connector)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_unless_tls_is_asked_for() {
+        let (c, _) = connect_options("postgres://u@localhost/db").unwrap();
+        assert_eq!(c.get_ssl_mode(), SslMode::Disable);
+        let (c, _) = connect_options("postgres://u@localhost/db?sslmode=disable").unwrap();
+        assert_eq!(c.get_ssl_mode(), SslMode::Disable);
+    }
+
+    #[test]
+    fn neon_urls_require_tls() {
+        for url in [
+            "postgresql://u:p@ep-x-pooler.aws.neon.tech/neondb?sslmode=require",
+            "postgresql://u:p@h/db?sslmode=require&channel_binding=require",
+            "postgresql://u:p@h/db?sslmode=verify-full",
+            "postgresql://u:p@h/db?sslmode=prefer",
+        ] {
+            let (c, _) = connect_options(url).unwrap();
+            assert_eq!(c.get_ssl_mode(), SslMode::Require, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_missing_root_certificate_is_a_clear_error() {
+        let err = connect_options("postgres://h/db?sslmode=require&sslrootcert=/nonexistent.pem")
+            .err()
+            .unwrap();
+        assert!(err.contains("/nonexistent.pem"), "{err}");
+    }
+}

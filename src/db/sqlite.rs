@@ -1,0 +1,213 @@
+//! The embedded SQLite store, the default when `DATABASE_URL` is unset: WAL mode so readers
+//! never wait for the writer, a busy timeout so writers queue instead of failing, and
+//! `synchronous=FULL` so that an acknowledged write survives a power cut.
+
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{params, Connection, ErrorCode, Row};
+
+use super::{order_clause, status_clause, Store, Task, COLUMNS};
+use crate::auth::User;
+use crate::error::{Error, Result};
+use crate::tasks::{ListQuery, NewTask, TaskPatch};
+use crate::time::Micros;
+
+/// The SQLite twin of `/schema.sql`.
+pub const SCHEMA: &str = include_str!("schema.sqlite.sql");
+/// How long a writer waits for the lock before the request gets a 503.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Extended result codes (sqlite3.h) for the two constraint failures we recover from.
+const CONSTRAINT_UNIQUE: i32 = 2067;
+const CONSTRAINT_FOREIGNKEY: i32 = 787;
+
+type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    pool: Pool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its tables.
+    pub fn open(path: &str, pool_size: u32) -> Result<SqliteStore, String> {
+        let manager = SqliteConnectionManager::file(path).with_init(|c| {
+            c.busy_timeout(BUSY_TIMEOUT)?;
+            c.execute_batch(
+                "pragma journal_mode = wal; pragma synchronous = full; pragma foreign_keys = on;",
+            )
+        });
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(2))
+            .build(manager)
+            .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
+        let conn = pool
+            .get()
+            .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| format!("cannot create tables in {path}: {e}"))?;
+        Ok(SqliteStore { pool })
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>> {
+        Ok(self.pool.get()?)
+    }
+}
+
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn ping(&self) -> Result<()> {
+        let conn = self.conn()?;
+        conn.query_row("select count(*) from users", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    fn upsert_user(&self, user: &User) -> Result<()> {
+        upsert_user_on(&*self.conn()?, user)
+    }
+
+    fn list(&self, user_id: &str, query: &ListQuery) -> Result<Vec<Task>> {
+        let sql = format!(
+            "select {COLUMNS} from tasks where user_id = ?1{} order by {}",
+            status_clause(query.status),
+            order_clause(query, "lower(title)")
+        );
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let tasks = stmt
+            .query_map([user_id], task)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(tasks)
+    }
+
+    fn create(&self, user: &User, new: &NewTask) -> Result<Task> {
+        let sql = format!(
+            "insert into tasks (user_id, title, description, completed, due_date, created_at, \
+             updated_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?6) returning {COLUMNS}"
+        );
+        let conn = self.conn()?;
+        let insert = |conn: &Connection| {
+            let now = Micros::now().to_rfc3339();
+            let due = new.due_date.map(Micros::to_rfc3339);
+            conn.prepare_cached(&sql)?.query_row(
+                params![user.id, new.title, new.description, new.completed, due, now],
+                task,
+            )
+        };
+        match insert(&conn) {
+            // The user's row is gone (deleted by hand, or a cache that outlived it).
+            Err(e) if extended_code(&e) == Some(CONSTRAINT_FOREIGNKEY) => {
+                upsert_user_on(&conn, user)?;
+                Ok(insert(&conn)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    fn get(&self, user_id: &str, id: i64) -> Result<Option<Task>> {
+        let sql = format!("select {COLUMNS} from tasks where id = ?1 and user_id = ?2");
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
+        optional(stmt.query_row(params![id, user_id], task))
+    }
+
+    fn update(&self, user_id: &str, id: i64, patch: &TaskPatch) -> Result<Option<Task>> {
+        let sql = format!(
+            "update tasks set \
+             title = coalesce(?3, title), \
+             description = case when ?4 then ?5 else description end, \
+             completed = coalesce(?6, completed), \
+             due_date = case when ?7 then ?8 else due_date end, \
+             updated_at = ?9 \
+             where id = ?1 and user_id = ?2 returning {COLUMNS}"
+        );
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
+        optional(stmt.query_row(
+            params![
+                id,
+                user_id,
+                patch.title,
+                patch.description.is_some(),
+                patch.description.clone().flatten(),
+                patch.completed,
+                patch.due_date.is_some(),
+                patch.due_date.flatten().map(Micros::to_rfc3339),
+                Micros::now().to_rfc3339(),
+            ],
+            task,
+        ))
+    }
+
+    fn delete(&self, user_id: &str, id: i64) -> Result<bool> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached("delete from tasks where id = ?1 and user_id = ?2")?;
+        Ok(stmt.execute(params![id, user_id])? > 0)
+    }
+
+    fn toggle(&self, user_id: &str, id: i64) -> Result<Option<Task>> {
+        let sql = format!(
+            "update tasks set completed = 1 - completed, updated_at = ?3 \
+             where id = ?1 and user_id = ?2 returning {COLUMNS}"
+        );
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
+        optional(stmt.query_row(params![id, user_id, Micros::now().to_rfc3339()], task))
+    }
+}
+
+/// Creates the user's row or refreshes its email and name; an email held by another user
+/// id is dropped rather than failing the request (API.md, Authentication).
+fn upsert_user_on(conn: &Connection, user: &User) -> Result<()> {
+    let sql = "insert into users (id, email, name, created_at) values (?1, ?2, ?3, ?4) \
+        on conflict (id) do update set \
+        email = coalesce(excluded.email, users.email), \
+        name = coalesce(excluded.name, users.name) \
+        where users.email is not coalesce(excluded.email, users.email) \
+        or users.name is not coalesce(excluded.name, users.name)";
+    let now = Micros::now().to_rfc3339();
+    let mut stmt = conn.prepare_cached(sql)?;
+    match stmt.execute(params![user.id, user.email, user.name, now]) {
+        Err(e) if extended_code(&e) == Some(CONSTRAINT_UNIQUE) => {
+            stmt.execute(params![user.id, None::<String>, user.name, now])?;
+        }
+        other => {
+            other?;
+        }
+    }
+    Ok(())
+}
+
+fn extended_code(e: &rusqlite::Error) -> Option<i32> {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation => {
+            Some(f.extended_code)
+        }
+        _ => None,
+    }
+}
+
+fn optional(r: rusqlite::Result<Task>) -> Result<Option<Task>> {
+    match r {
+        Ok(t) => Ok(Some(t)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(e) => Err(Error::from(e)),
+    }
+}
+
+fn task(row: &Row<'_>) -> rusqlite::Result<Task> {
+    Ok(Task {
+        id: row.get(0)?,
+        title: row.get(1)?,
+        description: row.get(2)?,
+        completed: row.get(3)?,
+        due_date: row.get(4)?,
+        created_at: row.get(5)?,
+        updated_at: row.get(6)?,
+    })
+}

@@ -1,0 +1,187 @@
+//! The one error type of the request path. Each variant is an HTTP outcome; its status and
+//! body are decided here, never at the call site. Causes are logged, never sent.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::http::Reply;
+
+/// A field-level complaint inside a 400 body (`"errors": [...]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The JSON field the message is about.
+    pub field: &'static str,
+    /// One human-readable sentence.
+    pub message: String,
+}
+
+/// Everything a request can end in other than success.
+#[derive(Debug)]
+pub enum Error {
+    /// 400: the request is malformed; `detail` says how.
+    BadRequest {
+        /// One human-readable sentence.
+        detail: String,
+        /// Per-field messages for validation failures.
+        errors: Vec<FieldError>,
+    },
+    /// 401 without a token at all (`WWW-Authenticate: Bearer`).
+    MissingToken,
+    /// 401 for a token that fails verification; the reason is logged, not sent.
+    InvalidToken(String),
+    /// 404: no such route, or no such task of the caller's.
+    NotFound(&'static str),
+    /// 405 with the route's `Allow` list.
+    MethodNotAllowed(&'static str),
+    /// 413: the body is over the limit.
+    PayloadTooLarge,
+    /// 503: the database cannot be reached; the cause is logged.
+    Unavailable(String),
+    /// 500: a bug or an unexpected database answer; the cause is logged.
+    Internal(String),
+}
+
+/// The crate-wide result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A 400 with just a sentence.
+    pub fn bad_request(detail: impl Into<String>) -> Error {
+        Error::BadRequest {
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// A 400 about one field; the field's message doubles as the detail.
+    pub fn invalid_field(field: &'static str, message: impl Into<String>) -> Error {
+        let message = message.into();
+        Error::BadRequest {
+            detail: message.clone(),
+            errors: vec![FieldError { field, message }],
+        }
+    }
+
+    /// The HTTP status of this outcome.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::BadRequest { .. } => 400,
+            Error::MissingToken | Error::InvalidToken(_) => 401,
+            Error::NotFound(_) => 404,
+            Error::MethodNotAllowed(_) => 405,
+            Error::PayloadTooLarge => 413,
+            Error::Unavailable(_) => 503,
+            Error::Internal(_) => 500,
+        }
+    }
+
+    /// The cause worth logging, for the variants whose cause is kept out of the body.
+    pub fn cause(&self) -> Option<&str> {
+        match self {
+            Error::InvalidToken(c) | Error::Unavailable(c) | Error::Internal(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The response: `{"detail": ...}` plus the headers RFC 6750 and RFC 9110 ask for.
+    pub fn to_reply(&self) -> Reply {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            detail: &'a str,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            errors: &'a [FieldError],
+        }
+        let (detail, errors): (&str, &[FieldError]) = match self {
+            Error::BadRequest { detail, errors } => (detail, errors),
+            Error::MissingToken => (
+                "Not authenticated: send Authorization: Bearer <token>.",
+                &[],
+            ),
+            Error::InvalidToken(_) => ("Invalid or expired token.", &[]),
+            Error::NotFound(what) => (what, &[]),
+            Error::MethodNotAllowed(_) => ("Method not allowed.", &[]),
+            Error::PayloadTooLarge => ("Request body is larger than 65536 bytes.", &[]),
+            Error::Unavailable(_) => ("The database is unavailable; try again shortly.", &[]),
+            Error::Internal(_) => ("internal server error", &[]),
+        };
+        let body = serde_json::to_vec(&Body { detail, errors }).expect("serializing strings");
+        let mut reply = Reply::json(self.status(), body);
+        match self {
+            Error::MissingToken => reply.header("WWW-Authenticate", "Bearer"),
+            Error::InvalidToken(_) => {
+                reply.header("WWW-Authenticate", r#"Bearer error="invalid_token""#)
+            }
+            Error::MethodNotAllowed(allow) => reply.header("Allow", *allow),
+            Error::Unavailable(_) => reply.header("Retry-After", "1"),
+            _ => {}
+        }
+        reply
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.cause() {
+            Some(cause) => write!(f, "{}: {cause}", self.status()),
+            None => write!(f, "{}", self.status()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<r2d2::Error> for Error {
+    fn from(e: r2d2::Error) -> Error {
+        // The pool only fails when no connection could be had in time.
+        Error::Unavailable(format!("connection pool: {e}"))
+    }
+}
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Error {
+        use postgres::error::SqlState;
+        let unavailable = match e.code() {
+            // No SQLSTATE: the socket, TLS or protocol failed, the server is gone.
+            None => true,
+            Some(code) => {
+                code.code().starts_with("08")
+                    || [
+                        SqlState::ADMIN_SHUTDOWN,
+                        SqlState::CRASH_SHUTDOWN,
+                        SqlState::CANNOT_CONNECT_NOW,
+                        SqlState::TOO_MANY_CONNECTIONS,
+                        SqlState::READ_ONLY_SQL_TRANSACTION,
+                        SqlState::DISK_FULL,
+                    ]
+                    .contains(code)
+            }
+        };
+        if unavailable {
+            Error::Unavailable(format!("postgres: {e}"))
+        } else {
+            Error::Internal(format!("postgres: {e}"))
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        use rusqlite::ErrorCode::*;
+        match e.sqlite_error_code() {
+            Some(
+                DatabaseBusy
+                | DatabaseLocked
+                | ReadOnly
+                | CannotOpen
+                | SystemIoFailure
+                | DiskFull
+                | NotADatabase
+                | DatabaseCorrupt
+                | FileLockingProtocolFailed,
+            ) => Error::Unavailable(format!("sqlite: {e}")),
+            _ => Error::Internal(format!("sqlite: {e}")),
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! todo-api: the backend of a multi-user Todo app. A tiny_http listener feeds a fixed pool
+//! of worker threads; each request is routed by hand to a small handler that gets the
+//! verified caller and runs parameterised SQL on a pooled connection.
+
+/// Bearer tokens into users.
+pub mod auth;
+/// Configuration from the environment, validated once.
+pub mod config;
+/// The storage interface, PostgreSQL and SQLite.
+pub mod db;
+/// The error type and its mapping to statuses and bodies.
+pub mod error;
+/// Our request view and reply value.
+pub mod http;
+/// Path and method to handler.
+pub mod router;
+/// Listener, workers, CORS, request ids and the access log.
+pub mod server;
+/// Task handlers and request parsing.
+pub mod tasks;
+/// Timestamps in the API's one wire format.
+pub mod time;
+
+use std::time::Duration;
+
+pub use config::Config;
+pub use server::Server;
+
+/// Opens the database, binds the listener and starts the workers.
+pub fn start(config: Config) -> Result<Server, String> {
+    let store = db::open(&config.database, config.pool_size)?;
+    let ctx = router::Ctx {
+        store,
+        auth: auth::Authenticator::new(&config),
+        users: router::UserCache::new(),
+    };
+    let server = Server::start(
+        config.listen,
+        config.workers,
+        ctx,
+        config.cors_origins.clone(),
+    )?;
+    log::info!(
+        "listening on http://{} (database: {}, workers: {}, pool: {}, cors: {})",
+        server.addr(),
+        db::redact(&config.database),
+        config.workers,
+        config.pool_size,
+        config.cors_origins.join(" ")
+    );
+    if config.secret_is_generated {
+        // API.md, Configuration: with no secret the server still works, for one run.
+        let token = auth::mint(
+            &config.secret,
+            "demo-user",
+            Some("demo@example.com"),
+            Some("Demo"),
+            Duration::from_secs(3600),
+        );
+        log::warn!(
+            "BETTER_AUTH_SECRET is not set: using a random secret for this run only. \
+             Try: curl -H 'Authorization: Bearer {token}' http://{}/api/tasks",
+            server.addr()
+        );
+    }
+    Ok(server)
+}

@@ -1,0 +1,128 @@
+//! The `todo-api` command: serve (the default), or mint a token for curl and tests.
+
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use todo_api::{auth, Config};
+
+const USAGE: &str = "\
+todo-api: the Todo REST API (see README.md and docs/API.md)
+
+Usage:
+  todo-api                      serve (configured by the environment and ./.env)
+  todo-api token --sub ID [--email E] [--name N] [--ttl 1h]
+                                print an HS256 token signed with BETTER_AUTH_SECRET
+  todo-api --help | --version
+
+Environment: DATABASE_URL, BETTER_AUTH_SECRET, BETTER_AUTH_URL, JWKS_URL, JWT_ISSUER,
+JWT_AUDIENCE, CORS_ORIGINS, HOST, PORT, WORKERS, DB_POOL_SIZE, RUST_LOG.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => serve(),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some("-V" | "--version") => {
+            println!("todo-api {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some("token") => token(&args[1..]),
+        Some(other) => {
+            eprintln!("todo-api: unknown argument {other:?}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    // Signals go through a socket pair so the main thread can simply block on it.
+    let (mut signals, writer) = match UnixStream::pair() {
+        Ok(pair) => pair,
+        Err(e) => return fail(&format!("cannot create the signal pipe: {e}")),
+    };
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        let registered = writer
+            .try_clone()
+            .and_then(|w| signal_hook::low_level::pipe::register(signal, w));
+        if let Err(e) = registered {
+            return fail(&format!("cannot handle signal {signal}: {e}"));
+        }
+    }
+    let server = match todo_api::start(config) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let _ = signals.read(&mut [0u8]);
+    log::info!("shutting down: finishing requests in flight");
+    server.shutdown();
+    log::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+fn token(args: &[String]) -> ExitCode {
+    let (mut sub, mut email, mut name, mut ttl) = (None, None, None, Duration::from_secs(3600));
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let Some(value) = it.next() else {
+            return usage_error(&format!("{flag} needs a value"));
+        };
+        match flag.as_str() {
+            "--sub" => sub = Some(value.clone()),
+            "--email" => email = Some(value.clone()),
+            "--name" => name = Some(value.clone()),
+            "--ttl" => match parse_ttl(value) {
+                Some(d) => ttl = d,
+                None => return usage_error(&format!("--ttl {value:?}: use e.g. 90s, 15m, 1h, 7d")),
+            },
+            _ => return usage_error(&format!("unknown option {flag}")),
+        }
+    }
+    let Some(sub) = sub.filter(|s| !s.is_empty()) else {
+        return usage_error("--sub is required");
+    };
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    if config.secret_is_generated {
+        return fail("BETTER_AUTH_SECRET is not set (environment or .env): nothing to sign with");
+    }
+    println!(
+        "{}",
+        auth::mint(&config.secret, &sub, email.as_deref(), name.as_deref(), ttl)
+    );
+    ExitCode::SUCCESS
+}
+
+fn parse_ttl(s: &str) -> Option<Duration> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().ok()?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return None,
+    };
+    (seconds > 0).then(|| Duration::from_secs(seconds))
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("todo-api token: {message}\n\n{USAGE}");
+    ExitCode::from(2)
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("todo-api: {message}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,285 @@
+//! The HTTP side: one tiny_http listener, a fixed pool of worker threads pulling requests
+//! from it, and per request: request id, body limit, CORS, `catch_unwind`, access log.
+
+use std::io::{Cursor, Read};
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tiny_http::{Header, Response, StatusCode};
+
+use crate::error::Error;
+use crate::http::{Reply, Request};
+use crate::router::{self, Ctx};
+
+/// API.md, Errors: bodies up to exactly this many bytes are accepted.
+pub const MAX_BODY_BYTES: usize = 65_536;
+
+/// The CORS preflight answer's fixed headers (API.md, CORS).
+const ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
+const ALLOW_HEADERS: &str = "Authorization, Content-Type";
+
+/// A running server; dropping it without `shutdown` leaves the workers running.
+pub struct Server {
+    http: Arc<tiny_http::Server>,
+    workers: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+    addr: SocketAddr,
+}
+
+/// What the per-request code needs besides the handlers' `Ctx`.
+struct Shared {
+    ctx: Ctx,
+    cors_origins: Vec<String>,
+    stopping: Arc<AtomicBool>,
+    ids: RequestIds,
+}
+
+impl Server {
+    /// Binds the listener and starts `workers` threads.
+    pub fn start(
+        listen: SocketAddr,
+        workers: usize,
+        ctx: Ctx,
+        cors_origins: Vec<String>,
+    ) -> Result<Server, String> {
+        let http = tiny_http::Server::http(listen)
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let addr = http
+            .server_addr()
+            .to_ip()
+            .ok_or("listener has no IP address")?;
+        let http = Arc::new(http);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            ctx,
+            cors_origins,
+            stopping: stopping.clone(),
+            ids: RequestIds::new(),
+        });
+        let workers = (0..workers)
+            .map(|i| {
+                let http = http.clone();
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("worker-{i}"))
+                    .spawn(move || worker(&http, &shared))
+                    .map_err(|e| format!("cannot start worker thread: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Server {
+            http,
+            workers,
+            stopping,
+            addr,
+        })
+    }
+
+    /// The address actually bound (the real port when 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops taking new requests, lets every worker finish the requests already received,
+    /// then returns.
+    pub fn shutdown(self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // One unblock per worker: each wakes exactly one blocked `recv`, after the
+        // requests already queued ahead of it.
+        for _ in &self.workers {
+            self.http.unblock();
+        }
+        for worker in self.workers {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn worker(http: &tiny_http::Server, shared: &Shared) {
+    loop {
+        match http.recv() {
+            Ok(request) => handle(shared, request),
+            Err(_) if shared.stopping.load(Ordering::SeqCst) => return,
+            Err(e) => log::warn!("accepting a request failed: {e}"),
+        }
+    }
+}
+
+fn handle(shared: &Shared, mut rq: tiny_http::Request) {
+    let started = Instant::now();
+    let request_id = shared.ids.for_request(header(&rq, "X-Request-Id"));
+    let origin = header(&rq, "Origin").map(str::to_string);
+    let method = rq.method().as_str().to_ascii_uppercase();
+    let url = rq.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+
+    let reply = if method == "OPTIONS" {
+        // API.md, CORS: preflights never need a token; an unknown origin gets no headers.
+        Ok(preflight(&shared.cors_origins, origin.as_deref()))
+    } else {
+        read_body(&mut rq).and_then(|body| {
+            let authorization = header(&rq, "Authorization").map(str::to_string);
+            let req = Request {
+                method: &method,
+                path,
+                query,
+                authorization: authorization.as_deref(),
+                body: &body,
+            };
+            catch_unwind(AssertUnwindSafe(|| router::route(&shared.ctx, &req))).unwrap_or_else(
+                |panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(Error::Internal(format!("handler panicked: {what}")))
+                },
+            )
+        })
+    };
+    let mut reply = reply.unwrap_or_else(|e| {
+        if let Some(cause) = e.cause() {
+            let level = if e.status() >= 500 {
+                log::Level::Error
+            } else {
+                log::Level::Debug
+            };
+            log::log!(level, "request {request_id}: {cause}");
+        }
+        e.to_reply()
+    });
+    if let Some(origin) = origin.filter(|o| allowed(&shared.cors_origins, o)) {
+        reply.header("Access-Control-Allow-Origin", origin);
+        reply.header("Vary", "Origin");
+    }
+    reply.header("X-Request-Id", request_id.clone());
+    let status = reply.status;
+    if let Err(e) = rq.respond(to_response(reply)) {
+        log::debug!("request {request_id}: writing the response failed: {e}");
+    }
+    log::info!(
+        "{method} {path} {status} {:.1}ms id={request_id}",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+}
+
+/// Reads the body, refusing more than `MAX_BODY_BYTES` without reading the rest.
+fn read_body(rq: &mut tiny_http::Request) -> Result<Vec<u8>, Error> {
+    if rq.body_length().is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(Error::PayloadTooLarge);
+    }
+    let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0));
+    rq.as_reader()
+        .take(MAX_BODY_BYTES as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| Error::bad_request(format!("Could not read the request body: {e}.")))?;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Error::PayloadTooLarge);
+    }
+    Ok(body)
+}
+
+fn preflight(cors_origins: &[String], origin: Option<&str>) -> Reply {
+    let mut reply = Reply::no_content();
+    if origin.is_some_and(|o| allowed(cors_origins, o)) {
+        reply.header("Access-Control-Allow-Methods", ALLOW_METHODS);
+        reply.header("Access-Control-Allow-Headers", ALLOW_HEADERS);
+        reply.header("Access-Control-Max-Age", "600");
+    }
+    reply
+}
+
+fn allowed(cors_origins: &[String], origin: &str) -> bool {
+    cors_origins.iter().any(|o| o == origin)
+}
+
+fn header<'a>(rq: &'a tiny_http::Request, name: &'static str) -> Option<&'a str> {
+    rq.headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
+}
+
+fn to_response(reply: Reply) -> Response<Cursor<Vec<u8>>> {
+    let mut headers = Vec::with_capacity(reply.headers.len() + 1);
+    if let Some(content_type) = reply.content_type {
+        headers.push(make_header("Content-Type", content_type));
+    }
+    headers.extend(
+        reply
+            .headers
+            .iter()
+            .map(|(name, value)| make_header(name, value)),
+    );
+    let len = reply.body.len();
+    Response::new(
+        StatusCode(reply.status),
+        headers,
+        Cursor::new(reply.body),
+        Some(len),
+        None,
+    )
+    // Always a Content-Length, never chunked: simpler for every client.
+    .with_chunked_threshold(usize::MAX)
+}
+
+fn make_header(name: &str, value: &str) -> Header {
+    // Our header values are ASCII we built ourselves; a request id was checked to be.
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("ASCII header")
+}
+
+/// Request ids: the client's own when it is 1–64 characters of `[A-Za-z0-9._-]`, else a
+/// fresh one from a per-process random prefix and a counter.
+struct RequestIds {
+    prefix: u32,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        let seed = crate::auth::random_secret();
+        RequestIds {
+            prefix: u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn for_request(&self, sent: Option<&str>) -> String {
+        match sent {
+            Some(id) if valid_request_id(id) => id.to_string(),
+            _ => format!(
+                "{:08x}-{:x}",
+                self.prefix,
+                self.next.fetch_add(1, Ordering::Relaxed)
+            ),
+        }
+    }
+}
+
+fn valid_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_keep_valid_client_ids_only() {
+        let ids = RequestIds::new();
+        assert_eq!(ids.for_request(Some("abc-1.2_3")), "abc-1.2_3");
+        for bad in ["", "has space", "ünï", &"x".repeat(65)] {
+            let fresh = ids.for_request(Some(bad));
+            assert_ne!(fresh, bad);
+            assert!(valid_request_id(&fresh));
+        }
+        assert_ne!(ids.for_request(None), ids.for_request(None));
+    }
+}
