@@ -4,10 +4,10 @@
 use std::io::{Cursor, Read};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Response, StatusCode};
 
@@ -22,11 +22,16 @@ pub const MAX_BODY_BYTES: usize = 65_536;
 const ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 const ALLOW_HEADERS: &str = "Authorization, Content-Type";
 
+/// How long shutdown waits for the traffic to go quiet before it stops the workers.
+const QUIET_PERIOD: Duration = Duration::from_millis(300);
+/// The longest shutdown waits for quiet; requests already queued are still answered.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
 /// A running server; dropping it without `shutdown` leaves the workers running.
 pub struct Server {
     http: Arc<tiny_http::Server>,
     workers: Vec<JoinHandle<()>>,
-    stopping: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     addr: SocketAddr,
 }
 
@@ -34,8 +39,13 @@ pub struct Server {
 struct Shared {
     ctx: Ctx,
     cors_origins: Vec<String>,
-    stopping: Arc<AtomicBool>,
+    stopping: AtomicBool,
     ids: RequestIds,
+    started: Instant,
+    /// Requests taken by a worker and not yet answered.
+    in_flight: AtomicUsize,
+    /// When the latest request was taken, in milliseconds since `started`.
+    last_request_ms: AtomicU64,
 }
 
 impl Server {
@@ -53,12 +63,14 @@ impl Server {
             .to_ip()
             .ok_or("listener has no IP address")?;
         let http = Arc::new(http);
-        let stopping = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             ctx,
             cors_origins,
-            stopping: stopping.clone(),
+            stopping: AtomicBool::new(false),
             ids: RequestIds::new(),
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_request_ms: AtomicU64::new(0),
         });
         let workers = (0..workers)
             .map(|i| {
@@ -73,7 +85,7 @@ impl Server {
         Ok(Server {
             http,
             workers,
-            stopping,
+            shared,
             addr,
         })
     }
@@ -83,10 +95,25 @@ impl Server {
         self.addr
     }
 
-    /// Stops taking new requests, lets every worker finish the requests already received,
-    /// then returns.
+    /// Finishes the requests in flight, then stops the workers and returns.
+    ///
+    /// tiny_http reads a small body before it hands the request over, so a request can be
+    /// under way without any worker knowing. Shutdown therefore keeps serving until no
+    /// request is running and none has arrived for `QUIET_PERIOD` (or `DRAIN_LIMIT` has
+    /// passed), then wakes each worker once; requests queued before that are still answered.
     pub fn shutdown(self) {
-        self.stopping.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        while Instant::now() < deadline {
+            let idle_ms = self.shared.started.elapsed().as_millis() as u64
+                - self.shared.last_request_ms.load(Ordering::SeqCst);
+            if self.shared.in_flight.load(Ordering::SeqCst) == 0
+                && idle_ms >= QUIET_PERIOD.as_millis() as u64
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.shared.stopping.store(true, Ordering::SeqCst);
         // One unblock per worker: each wakes exactly one blocked `recv`, after the
         // requests already queued ahead of it.
         for _ in &self.workers {
@@ -101,7 +128,13 @@ impl Server {
 fn worker(http: &tiny_http::Server, shared: &Shared) {
     loop {
         match http.recv() {
-            Ok(request) => handle(shared, request),
+            Ok(request) => {
+                shared.in_flight.fetch_add(1, Ordering::SeqCst);
+                let now_ms = shared.started.elapsed().as_millis() as u64;
+                shared.last_request_ms.store(now_ms, Ordering::SeqCst);
+                handle(shared, request);
+                shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            }
             Err(_) if shared.stopping.load(Ordering::SeqCst) => return,
             Err(e) => log::warn!("accepting a request failed: {e}"),
         }

@@ -1,0 +1,12 @@
+//! The API test suite: every test starts the real server on an ephemeral port and talks
+//! HTTP to it, on SQLite and (with `TEST_DATABASE_URL`) on PostgreSQL.
+
+#[allow(dead_code)]
+mod helpers;
+
+mod auth;
+mod cors;
+mod isolation;
+mod lifecycle;
+mod tasks;
+mod validation;
