@@ -1,6 +1,7 @@
 //! Bearer tokens: extraction from the `Authorization` header and verification into a
-//! `User`. HS256 with the shared `BETTER_AUTH_SECRET` (constant-time, by jwt-simple),
-//! accepting both a `sub` token and Better Auth's session cookie-cache token.
+//! `User`. HS256 with the shared `BETTER_AUTH_SECRET` (constant-time, by jwt-simple) —
+//! both a `sub` token and Better Auth's session cookie-cache token — and EdDSA, ES256 or
+//! RS256 tokens of Better Auth's JWT plugin, by a key of its JWKS picked by `kid`.
 
 use std::collections::HashSet;
 
@@ -8,6 +9,7 @@ use jwt_simple::prelude::*;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::jwks::Jwks;
 
 /// Tokens longer than this are refused before any parsing (API.md, Authentication).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -53,6 +55,8 @@ struct SessionUser {
 pub struct Authenticator {
     hs256: HS256Key,
     options: VerificationOptions,
+    jwks: Jwks,
+    jwks_options: VerificationOptions,
 }
 
 impl Authenticator {
@@ -65,9 +69,25 @@ impl Authenticator {
             allowed_audiences: config.audience.clone().map(|a| HashSet::from([a])),
             ..Default::default()
         };
+        // JWKS tokens come from Better Auth, whose `iss` and `aud` are its base URL: check
+        // both by default, so a token minted for another audience by the same keys fails.
+        let base = &config.better_auth_url;
+        let either = |configured: &Option<String>| {
+            Some(match configured {
+                Some(v) => HashSet::from([v.clone()]),
+                None => HashSet::from([base.clone(), format!("{base}/")]),
+            })
+        };
+        let jwks_options = VerificationOptions {
+            allowed_issuers: either(&config.issuer),
+            allowed_audiences: either(&config.audience),
+            ..options.clone()
+        };
         Authenticator {
             hs256: HS256Key::from_bytes(&config.secret),
             options,
+            jwks: Jwks::new(config.jwks_url.clone(), config.jwks_refetch),
+            jwks_options,
         }
     }
 
@@ -87,6 +107,17 @@ impl Authenticator {
             "HS256" => self
                 .hs256
                 .verify_token::<Profile>(token, Some(self.options.clone())),
+            alg @ ("EdDSA" | "ES256" | "RS256") => {
+                let kid = metadata
+                    .key_id()
+                    .ok_or_else(|| Error::InvalidToken(format!("{alg} token without kid")))?;
+                let key = self.jwks.key(kid).map_err(Error::InvalidToken)?;
+                if key.algorithm() != alg {
+                    let msg = format!("{alg} token for a {} key", key.algorithm());
+                    return Err(Error::InvalidToken(msg));
+                }
+                key.verify::<Profile>(token, self.jwks_options.clone())
+            }
             other => return Err(Error::InvalidToken(format!("unsupported alg {other:?}"))),
         }
         .map_err(|e| Error::InvalidToken(format!("verification failed: {e}")))?;

@@ -30,6 +30,8 @@ pub struct Config {
     pub issuer: Option<String>,
     /// The required `aud` of HS256 tokens, if any.
     pub audience: Option<String>,
+    /// The shortest time between two JWKS fetches for an unknown `kid`.
+    pub jwks_refetch: std::time::Duration,
     /// Origins allowed by CORS, each as `scheme://host[:port]`.
     pub cors_origins: Vec<String>,
     /// The address to listen on; port 0 picks a free one.
@@ -136,6 +138,7 @@ impl Config {
             jwks_url,
             issuer: get("JWT_ISSUER"),
             audience: get("JWT_AUDIENCE"),
+            jwks_refetch: crate::jwks::REFETCH_INTERVAL,
             cors_origins,
             listen: SocketAddr::new(host, port),
             workers,

@@ -12,6 +12,8 @@ pub mod db;
 pub mod error;
 /// Our request view and reply value.
 pub mod http;
+/// Better Auth's JSON Web Key Set, fetched and cached.
+pub mod jwks;
 /// Path and method to handler.
 pub mod router;
 /// Listener, workers, CORS, request ids and the access log.

@@ -59,175 +59,166 @@ fn observable(r: &Response) -> (u16, Vec<(String, String)>, String) {
     (r.status, headers, r.text())
 }
 
-dbtest!(
-    another_users_task_answers_exactly_like_a_missing_one_and_is_untouched,
-    |app| {
-        // Arrange
-        let alice = app.user("alice");
-        let bob = app.user("bob");
-        let task = app.create(
-            &alice,
-            r#"{"title": "Alice's", "description": "private", "due_date": "2026-01-02"}"#,
+dbtest!(another_users_task_is_a_missing_task, |app| {
+    // Arrange
+    let alice = app.user("alice");
+    let bob = app.user("bob");
+    let task = app.create(
+        &alice,
+        r#"{"title": "Alice's", "description": "private", "due_date": "2026-01-02"}"#,
+    );
+    app.create(&bob, r#"{"title": "Bob's own"}"#);
+    let missing = json!(task["id"].as_i64().unwrap() + 1000);
+
+    for (method, suffix, body) in TASK_ROUTES {
+        let context = format!("{method} /api/tasks/{{id}}{suffix} {}", body.unwrap_or(""));
+        let alices_before = alice.get(&task_path(&task["id"]));
+        assert_eq!(
+            alices_before.status,
+            200,
+            "{context}: {}",
+            alices_before.text()
         );
-        app.create(&bob, r#"{"title": "Bob's own"}"#);
-        let missing = json!(task["id"].as_i64().unwrap() + 1000);
+        let list_before = list(&alice, "");
 
-        for (method, suffix, body) in TASK_ROUTES {
-            let context = format!("{method} /api/tasks/{{id}}{suffix} {}", body.unwrap_or(""));
-            let alices_before = alice.get(&task_path(&task["id"]));
-            assert_eq!(
-                alices_before.status,
-                200,
-                "{context}: {}",
-                alices_before.text()
-            );
-            let list_before = list(&alice, "");
-
-            // Act
-            let theirs = bob.send(
-                method,
-                &format!("{}{suffix}", task_path(&task["id"])),
-                body.map(str::as_bytes),
-                &[],
-            );
-            let nobodys = bob.send(
-                method,
-                &format!("{}{suffix}", task_path(&missing)),
-                body.map(str::as_bytes),
-                &[],
-            );
-
-            // Assert
-            assert_eq!(theirs.status, 404, "{context}: {}", theirs.text());
-            assert_eq!(
-                observable(&theirs),
-                observable(&nobodys),
-                "{context}: told apart from a missing task"
-            );
-            assert!(!theirs.detail().is_empty(), "{context}: empty detail");
-            assert!(
-                theirs.header("X-Request-Id").is_some(),
-                "{context}: no X-Request-Id"
-            );
-            let alices_after = alice.get(&task_path(&task["id"]));
-            assert_eq!(
-                alices_after.status,
-                200,
-                "{context}: alice lost her task: {}",
-                alices_after.text()
-            );
-            assert_eq!(
-                alices_after.text(),
-                alices_before.text(),
-                "{context}: alice's task changed"
-            );
-            assert_eq!(
-                list(&alice, "").text(),
-                list_before.text(),
-                "{context}: alice's list changed"
-            );
-        }
-    }
-);
-
-dbtest!(
-    a_user_with_no_tasks_sees_an_empty_list_while_others_have_tasks,
-    |app| {
-        // Arrange: the spec's scenario, user A creates tasks, then user B logs in.
-        let a = app.user("user-a");
-        for title in ["Buy milk", "Walk the dog", "Pay rent"] {
-            app.create(&a, &json!({"title": title}).to_string());
-        }
-        app.create(
-            &a,
-            r#"{"title": "Done already", "completed": true, "due_date": "2026-01-02"}"#,
+        // Act
+        let theirs = bob.send(
+            method,
+            &format!("{}{suffix}", task_path(&task["id"])),
+            body.map(str::as_bytes),
+            &[],
         );
-        let b = app.user("user-b");
+        let nobodys = bob.send(
+            method,
+            &format!("{}{suffix}", task_path(&missing)),
+            body.map(str::as_bytes),
+            &[],
+        );
 
-        for query in [
-            "",
-            "status=all",
-            "status=pending",
-            "status=completed",
-            "sort=title",
-            "sort=due_date&order=desc",
-        ] {
-            // Act
-            let r = list(&b, query);
-
-            // Assert
-            assert_eq!(r.json(), json!([]), "B's list ?{query}");
-        }
-        assert_eq!(ids(&list(&a, "").json()).len(), 4, "A still has every task");
+        // Assert
+        assert_eq!(theirs.status, 404, "{context}: {}", theirs.text());
+        assert_eq!(
+            observable(&theirs),
+            observable(&nobodys),
+            "{context}: told apart from a missing task"
+        );
+        assert!(!theirs.detail().is_empty(), "{context}: empty detail");
+        assert!(
+            theirs.header("X-Request-Id").is_some(),
+            "{context}: no X-Request-Id"
+        );
+        let alices_after = alice.get(&task_path(&task["id"]));
+        assert_eq!(
+            alices_after.status,
+            200,
+            "{context}: alice lost her task: {}",
+            alices_after.text()
+        );
+        assert_eq!(
+            alices_after.text(),
+            alices_before.text(),
+            "{context}: alice's task changed"
+        );
+        assert_eq!(
+            list(&alice, "").text(),
+            list_before.text(),
+            "{context}: alice's list changed"
+        );
     }
-);
+});
 
-dbtest!(
-    every_list_holds_only_the_callers_tasks_whatever_the_filter_and_sort,
-    |app| {
-        // Arrange: interleaved creation, so that ids and times of the two users alternate.
-        let users = [
-            ("alice", app.user("alice")),
-            ("bob", app.user("bob")),
-            ("carol", app.user("carol")),
-        ];
-        let client = |name: &str| &users.iter().find(|(n, _)| *n == name).unwrap().1;
-        let bodies = [
-            ("alice", json!({"title": "Alpha", "due_date": "2026-03-01"})),
-            ("bob", json!({"title": "Able", "due_date": "2026-02-01"})),
-            ("alice", json!({"title": "bravo", "completed": true})),
-            (
-                "bob",
-                json!({"title": "baker", "completed": true, "due_date": "2026-01-15"}),
-            ),
-            (
-                "alice",
-                json!({"title": "Charlie", "due_date": "2026-01-01", "completed": true}),
-            ),
-            ("bob", json!({"title": "Alpha"})),
-        ];
-        let created: Vec<(&str, Value)> = bodies
+dbtest!(a_new_user_sees_an_empty_list, |app| {
+    // Arrange: the spec's scenario, user A creates tasks, then user B logs in.
+    let a = app.user("user-a");
+    for title in ["Buy milk", "Walk the dog", "Pay rent"] {
+        app.create(&a, &json!({"title": title}).to_string());
+    }
+    app.create(
+        &a,
+        r#"{"title": "Done already", "completed": true, "due_date": "2026-01-02"}"#,
+    );
+    let b = app.user("user-b");
+
+    for query in [
+        "",
+        "status=all",
+        "status=pending",
+        "status=completed",
+        "sort=title",
+        "sort=due_date&order=desc",
+    ] {
+        // Act
+        let r = list(&b, query);
+
+        // Assert
+        assert_eq!(r.json(), json!([]), "B's list ?{query}");
+    }
+    assert_eq!(ids(&list(&a, "").json()).len(), 4, "A still has every task");
+});
+
+dbtest!(lists_hold_only_the_callers_tasks, |app| {
+    // Arrange: interleaved creation, so that ids and times of the two users alternate.
+    let users = [
+        ("alice", app.user("alice")),
+        ("bob", app.user("bob")),
+        ("carol", app.user("carol")),
+    ];
+    let client = |name: &str| &users.iter().find(|(n, _)| *n == name).unwrap().1;
+    let bodies = [
+        ("alice", json!({"title": "Alpha", "due_date": "2026-03-01"})),
+        ("bob", json!({"title": "Able", "due_date": "2026-02-01"})),
+        ("alice", json!({"title": "bravo", "completed": true})),
+        (
+            "bob",
+            json!({"title": "baker", "completed": true, "due_date": "2026-01-15"}),
+        ),
+        (
+            "alice",
+            json!({"title": "Charlie", "due_date": "2026-01-01", "completed": true}),
+        ),
+        ("bob", json!({"title": "Alpha"})),
+    ];
+    let created: Vec<(&str, Value)> = bodies
+        .iter()
+        .map(|(owner, body)| (*owner, app.create(client(owner), &body.to_string())))
+        .collect();
+    let own = |name: &str, completed: Option<bool>| -> Vec<Value> {
+        created
             .iter()
-            .map(|(owner, body)| (*owner, app.create(client(owner), &body.to_string())))
-            .collect();
-        let own = |name: &str, completed: Option<bool>| -> Vec<Value> {
-            created
-                .iter()
-                .filter(|(owner, task)| {
-                    *owner == name && completed.is_none_or(|c| task["completed"] == c)
-                })
-                .map(|(_, task)| task.clone())
-                .collect()
-        };
-        let queries = [
-            ("", None),
-            ("status=all", None),
-            ("status=pending", Some(false)),
-            ("status=completed", Some(true)),
-            ("sort=title", None),
-            ("sort=title&order=desc", None),
-            ("sort=due_date", None),
-            ("sort=due_date&order=desc", None),
-            ("sort=created&order=asc", None),
-            ("status=completed&sort=title&order=desc", Some(true)),
-            ("status=pending&sort=due_date", Some(false)),
-        ];
+            .filter(|(owner, task)| {
+                *owner == name && completed.is_none_or(|c| task["completed"] == c)
+            })
+            .map(|(_, task)| task.clone())
+            .collect()
+    };
+    let queries = [
+        ("", None),
+        ("status=all", None),
+        ("status=pending", Some(false)),
+        ("status=completed", Some(true)),
+        ("sort=title", None),
+        ("sort=title&order=desc", None),
+        ("sort=due_date", None),
+        ("sort=due_date&order=desc", None),
+        ("sort=created&order=asc", None),
+        ("status=completed&sort=title&order=desc", Some(true)),
+        ("status=pending&sort=due_date", Some(false)),
+    ];
 
-        for (query, completed) in queries {
-            for (name, user) in &users {
-                // Act
-                let listed = list(user, query).json();
+    for (query, completed) in queries {
+        for (name, user) in &users {
+            // Act
+            let listed = list(user, query).json();
 
-                // Assert
-                let mut got = listed.as_array().unwrap().clone();
-                let mut want = own(name, completed);
-                got.sort_by_key(|t| t["id"].as_i64());
-                want.sort_by_key(|t| t["id"].as_i64());
-                assert_eq!(got, want, "{name}'s list ?{query}");
-            }
+            // Assert
+            let mut got = listed.as_array().unwrap().clone();
+            let mut want = own(name, completed);
+            got.sort_by_key(|t| t["id"].as_i64());
+            want.sort_by_key(|t| t["id"].as_i64());
+            assert_eq!(got, want, "{name}'s list ?{query}");
         }
     }
-);
+});
 
 dbtest!(same_titled_tasks_of_two_users_toggle_independently, |app| {
     // Arrange

@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod cors;
 mod isolation;
+mod jwks;
 mod lifecycle;
 mod tasks;
 mod validation;

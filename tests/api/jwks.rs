@@ -1,0 +1,276 @@
+//! Tokens of Better Auth's JWT plugin: EdDSA, ES256 and RS256 keys from a JWKS served by
+//! a small HTTP server of the test's own, picked by `kid`, with `iss`/`aud` checked, and
+//! the refetch of an unknown `kid` rate-limited.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use jwt_simple::prelude::*;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const BETTER_AUTH: &str = "http://localhost:3000";
+
+/// A JWKS endpoint whose document the test can change, counting the fetches.
+struct JwksServer {
+    url: String,
+    doc: Arc<Mutex<String>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl JwksServer {
+    fn start(keys: &[String]) -> JwksServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/api/auth/jwks", listener.local_addr().unwrap());
+        let doc = Arc::new(Mutex::new(String::new()));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let server = JwksServer {
+            url,
+            doc: doc.clone(),
+            fetches: fetches.clone(),
+        };
+        server.publish(keys);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                fetches.fetch_add(1, Ordering::SeqCst);
+                let body = doc.lock().unwrap().clone();
+                // Chunked, as Node servers answer.
+                let mut out = &stream;
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                    body.len()
+                );
+            }
+        });
+        server
+    }
+
+    fn publish(&self, keys: &[String]) {
+        let keys: Vec<Value> = keys
+            .iter()
+            .map(|k| serde_json::from_str(k).unwrap())
+            .collect();
+        *self.doc.lock().unwrap() = json!({ "keys": keys }).to_string();
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+fn claims(sub: &str) -> JWTClaims<Value> {
+    Claims::with_custom_claims(
+        json!({"email": format!("{sub}@example.com"), "name": sub}),
+        Duration::from_mins(15),
+    )
+    .with_subject(sub)
+    .with_issuer(BETTER_AUTH)
+    .with_audience(BETTER_AUTH)
+}
+
+fn app_for(jwks: &JwksServer, refetch: std::time::Duration) -> TestApp {
+    TestApp::spawn_with(TestDb::new(&Engine::Sqlite), |c| {
+        c.jwks_url = jwks.url.clone();
+        c.jwks_refetch = refetch;
+    })
+}
+
+#[test]
+fn eddsa_es256_and_rs256_tokens_from_the_jwks_are_accepted() {
+    let ed = Ed25519KeyPair::generate().with_key_id("ed-1");
+    let es = ES256KeyPair::generate().with_key_id("es-1");
+    let rs = RS256KeyPair::generate(2048).unwrap().with_key_id("rs-1");
+    let jwks = JwksServer::start(&[
+        ed.public_key().to_jwk(),
+        es.public_key().to_jwk(),
+        rs.public_key().to_jwk(),
+    ]);
+    let app = app_for(&jwks, std::time::Duration::from_secs(30));
+
+    let tokens = [
+        ed.sign(claims("ba-user")).unwrap(),
+        es.sign(claims("ba-user")).unwrap(),
+        rs.sign(claims("ba-user")).unwrap(),
+    ];
+    let first = app.create(
+        &app.with_token(&tokens[0]),
+        r#"{"title": "signed by Better Auth"}"#,
+    );
+    for token in &tokens {
+        let r = app
+            .with_token(token)
+            .get(&format!("/api/tasks/{}", first["id"]));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // HS256 tokens for the same user id reach the same tasks.
+    assert_eq!(
+        app.user("ba-user")
+            .get(&format!("/api/tasks/{}", first["id"]))
+            .status,
+        200
+    );
+    assert_eq!(jwks.fetches(), 1, "the key set is cached");
+}
+
+#[test]
+fn jwks_tokens_are_refused_when_anything_is_off() {
+    let ed = Ed25519KeyPair::generate().with_key_id("ed-1");
+    let jwks = JwksServer::start(&[ed.public_key().to_jwk()]);
+    let app = app_for(&jwks, std::time::Duration::from_secs(30));
+    let stranger = Ed25519KeyPair::generate().with_key_id("ed-1");
+    let no_kid = Ed25519KeyPair::from_bytes(&ed.to_bytes()).unwrap();
+    let cases = [
+        (
+            stranger.sign(claims("u")).unwrap(),
+            "same kid, another instance's key",
+        ),
+        (no_kid.sign(claims("u")).unwrap(), "no kid"),
+        (
+            ed.sign(claims("u").with_issuer("http://evil.example"))
+                .unwrap(),
+            "wrong iss",
+        ),
+        (
+            ed.sign(claims("u").with_audience("another-app")).unwrap(),
+            "wrong aud",
+        ),
+        (
+            ed.sign(
+                Claims::with_custom_claims(json!({}), Duration::from_mins(15)).with_subject("u"),
+            )
+            .unwrap(),
+            "no iss/aud",
+        ),
+        (
+            ed.sign(
+                Claims::with_custom_claims(json!({}), Duration::from_mins(15))
+                    .with_issuer(BETTER_AUTH)
+                    .with_audience(BETTER_AUTH),
+            )
+            .unwrap(),
+            "no sub",
+        ),
+    ];
+    for (token, why) in &cases {
+        let r = app.with_token(token).get("/api/tasks");
+        assert_eq!(r.status, 401, "{why}: {}", r.text());
+        assert_eq!(
+            r.header("WWW-Authenticate"),
+            Some(r#"Bearer error="invalid_token""#),
+            "{why}"
+        );
+    }
+    // An HS256-signed token whose header claims the JWKS key (algorithm confusion).
+    let good = ed.sign(claims("u")).unwrap();
+    let parts: Vec<&str> = good.split('.').collect();
+    let header = r#"{"alg":"HS256","kid":"ed-1"}"#;
+    let b64 = |b: &[u8]| Base64UrlSafeNoPadding::encode_to_string(b).unwrap();
+    let input = format!("{}.{}", b64(header.as_bytes()), parts[1]);
+    let tag =
+        HS256Key::from_bytes(&ed.public_key().to_bytes()).authentication_tag(input.as_bytes());
+    let confused = format!("{input}.{}", b64(&tag));
+    assert_eq!(
+        app.with_token(&confused).get("/api/tasks").status,
+        401,
+        "HS256 keyed with the public key"
+    );
+    assert_eq!(app.with_token(&good).get("/api/tasks").status, 200);
+}
+
+#[test]
+fn a_flood_of_unknown_kids_fetches_at_most_once_per_interval() {
+    let ed = Ed25519KeyPair::generate().with_key_id("ed-1");
+    let jwks = JwksServer::start(&[ed.public_key().to_jwk()]);
+    let app = app_for(&jwks, std::time::Duration::from_secs(30));
+    assert_eq!(
+        app.with_token(&ed.sign(claims("u")).unwrap())
+            .get("/api/tasks")
+            .status,
+        200
+    );
+    assert_eq!(jwks.fetches(), 1);
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let app = &app;
+            s.spawn(move || {
+                for j in 0..10 {
+                    let rogue = Ed25519KeyPair::generate().with_key_id(&format!("rogue-{i}-{j}"));
+                    assert_eq!(
+                        app.with_token(&rogue.sign(claims("u")).unwrap())
+                            .get("/api/tasks")
+                            .status,
+                        401
+                    );
+                }
+            });
+        }
+    });
+    assert_eq!(
+        jwks.fetches(),
+        1,
+        "80 unknown kids within 30 s cause no fetch"
+    );
+}
+
+#[test]
+fn a_rotated_in_key_is_fetched_and_a_rotated_out_key_stops_working() {
+    let old = Ed25519KeyPair::generate().with_key_id("old");
+    let new = Ed25519KeyPair::generate().with_key_id("new");
+    let jwks = JwksServer::start(&[old.public_key().to_jwk()]);
+    let app = app_for(&jwks, std::time::Duration::from_millis(300));
+    assert_eq!(
+        app.with_token(&old.sign(claims("u")).unwrap())
+            .get("/api/tasks")
+            .status,
+        200
+    );
+    jwks.publish(&[new.public_key().to_jwk()]);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(
+        app.with_token(&new.sign(claims("u")).unwrap())
+            .get("/api/tasks")
+            .status,
+        200,
+        "new kid fetched"
+    );
+    assert_eq!(jwks.fetches(), 2);
+    assert_eq!(
+        app.with_token(&old.sign(claims("u")).unwrap())
+            .get("/api/tasks")
+            .status,
+        401,
+        "old key gone"
+    );
+}
+
+#[test]
+fn a_dead_jwks_endpoint_costs_401s_not_hung_workers() {
+    // A listener that accepts and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    let app = TestApp::spawn_with(TestDb::new(&Engine::Sqlite), |c| c.jwks_url = url.clone());
+    let ed = Ed25519KeyPair::generate().with_key_id("k");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        app.with_token(&ed.sign(claims("u")).unwrap())
+            .get("/api/tasks")
+            .status,
+        401
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "fetch is bounded"
+    );
+    // HS256 callers are unaffected meanwhile.
+    assert_eq!(app.user("alice").get("/api/tasks").status, 200);
+    drop(listener);
+}
