@@ -1,6 +1,8 @@
-//! The hand-written router: one `match` on path segments, then on the method. Every
-//! `/api/*` request is authenticated before its route is even looked at, so an unknown
-//! `/api` path or a wrong method without a valid token is 401, not 404 or 405.
+//! The hand-written router. `ROUTES` is the one list of what the server serves (the
+//! OpenAPI document is tested against it); a path is matched against its patterns, then
+//! one `match` on pattern and method picks the handler. Every `/api/*` request is
+//! authenticated before its route is even looked at, so an unknown `/api` path or a
+//! wrong method without a valid token is 401, not 404 or 405.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,6 +12,20 @@ use crate::db::Store;
 use crate::error::{Error, Result};
 use crate::http::{Reply, Request};
 use crate::tasks;
+
+/// Every route: its path pattern (`{task_id}` matches one segment) and its methods, in
+/// the form the `Allow` header takes.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/health", "GET"),
+    ("/openapi.json", "GET"),
+    ("/docs", "GET"),
+    ("/api/tasks", "GET, POST"),
+    ("/api/tasks/{task_id}", "GET, PUT, PATCH, DELETE"),
+    ("/api/tasks/{task_id}/complete", "PATCH"),
+];
+
+/// The OpenAPI 3.1 document of the API, written once in `docs/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../docs/openapi.json");
 
 /// What every handler shares: built once at start-up.
 pub struct Ctx {
@@ -28,35 +44,60 @@ pub fn route(ctx: &Ctx, req: &Request) -> Result<Reply> {
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
         .unwrap_or(req.path);
-    let segments: Vec<String> = path.split('/').skip(1).map(percent_decode_path).collect();
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let method = req.method;
-    match segments.as_slice() {
-        ["health"] => match method {
-            "GET" => Ok(health(ctx)),
-            _ => Err(Error::MethodNotAllowed("GET")),
-        },
-        ["api", rest @ ..] => {
-            let user = ctx.auth.authenticate(req.authorization)?;
-            ctx.users.ensure(ctx.store.as_ref(), &user)?;
-            route_api(ctx, &user, rest, req)
+    let user = if path == "/api" || path.starts_with("/api/") {
+        let user = ctx.auth.authenticate(req.authorization)?;
+        ctx.users.ensure(ctx.store.as_ref(), &user)?;
+        Some(user)
+    } else {
+        None
+    };
+    let (pattern, allow, id) = resolve(path).ok_or(Error::NotFound("Not found."))?;
+    let id = id.as_deref().unwrap_or_default();
+    match (pattern, req.method, &user) {
+        ("/health", "GET", _) => Ok(health(ctx)),
+        ("/openapi.json", "GET", _) => Ok(Reply::json(200, OPENAPI_JSON.as_bytes().to_vec())),
+        ("/docs", "GET", _) => Ok(docs()),
+        ("/api/tasks", "GET", Some(user)) => tasks::list(ctx, user, req),
+        ("/api/tasks", "POST", Some(user)) => tasks::create(ctx, user, req),
+        ("/api/tasks/{task_id}", "GET", Some(user)) => tasks::get(ctx, user, id),
+        ("/api/tasks/{task_id}", "PUT" | "PATCH", Some(user)) => tasks::update(ctx, user, id, req),
+        ("/api/tasks/{task_id}", "DELETE", Some(user)) => tasks::delete(ctx, user, id),
+        ("/api/tasks/{task_id}/complete", "PATCH", Some(user)) => {
+            tasks::toggle_complete(ctx, user, id)
         }
-        _ => Err(Error::NotFound("Not found.")),
+        _ => Err(Error::MethodNotAllowed(allow)),
     }
 }
 
-fn route_api(ctx: &Ctx, user: &User, rest: &[&str], req: &Request) -> Result<Reply> {
-    match (rest, req.method) {
-        (["tasks"], "GET") => tasks::list(ctx, user, req),
-        (["tasks"], "POST") => tasks::create(ctx, user, req),
-        (["tasks"], _) => Err(Error::MethodNotAllowed("GET, POST")),
-        (["tasks", id], "GET") => tasks::get(ctx, user, id),
-        (["tasks", id], "PUT" | "PATCH") => tasks::update(ctx, user, id, req),
-        (["tasks", id], "DELETE") => tasks::delete(ctx, user, id),
-        (["tasks", _], _) => Err(Error::MethodNotAllowed("GET, PUT, PATCH, DELETE")),
-        (["tasks", id, "complete"], "PATCH") => tasks::toggle_complete(ctx, user, id),
-        (["tasks", _, "complete"], _) => Err(Error::MethodNotAllowed("PATCH")),
-        _ => Err(Error::NotFound("Not found.")),
+/// The route a path belongs to: its pattern, its methods and the `{task_id}` segment.
+fn resolve(path: &str) -> Option<(&'static str, &'static str, Option<String>)> {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    ROUTES.iter().find_map(|&(pattern, allow)| {
+        let parts: Vec<&str> = pattern.split('/').skip(1).collect();
+        if parts.len() != segments.len() {
+            return None;
+        }
+        let mut id = None;
+        for (part, segment) in parts.iter().zip(&segments) {
+            if *part == "{task_id}" {
+                id = Some(percent_decode_path(segment));
+            } else if part != segment {
+                return None;
+            }
+        }
+        Some((pattern, allow, id))
+    })
+}
+
+/// `GET /docs`: Swagger UI for `/openapi.json`, its assets from a CDN as FastAPI does,
+/// so the binary carries only this page.
+fn docs() -> Reply {
+    const PAGE: &str = include_str!("docs.html");
+    Reply {
+        status: 200,
+        content_type: Some("text/html; charset=utf-8"),
+        headers: Vec::new(),
+        body: PAGE.as_bytes().to_vec(),
     }
 }
 
@@ -164,6 +205,27 @@ fn decode(s: &str, plus_is_space: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolves_patterns_and_captures_the_id() {
+        assert_eq!(
+            resolve("/api/tasks"),
+            Some(("/api/tasks", "GET, POST", None))
+        );
+        let (pattern, _, id) = resolve("/api/tasks/a%20b/complete").unwrap();
+        assert_eq!(
+            (pattern, id.as_deref()),
+            ("/api/tasks/{task_id}/complete", Some("a b"))
+        );
+        assert_eq!(resolve("/api/tasks/1/2"), None);
+        assert_eq!(resolve("/nope"), None);
+    }
+
+    #[test]
+    fn the_embedded_openapi_document_is_json() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    }
 
     #[test]
     fn decoding() {

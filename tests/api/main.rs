@@ -9,5 +9,6 @@ mod cors;
 mod isolation;
 mod jwks;
 mod lifecycle;
+mod openapi;
 mod tasks;
 mod validation;
