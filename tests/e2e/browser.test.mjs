@@ -48,9 +48,12 @@ before(async () => {
     args: CHROMIUM_ARGS,
     viewport: { width: 900, height: 760 },
   });
-  context.setDefaultTimeout(15_000);
+  context.setDefaultTimeout(5_000);
+  context.setDefaultNavigationTimeout(15_000);
   page = context.pages()[0] ?? (await context.newPage());
-  page.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+  page.on("console", (m) => {
+    if (!["verbose", "debug"].includes(m.type())) consoleLines.push(`[${m.type()}] ${m.text()}`);
+  });
   page.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
 });
 
@@ -81,17 +84,32 @@ const taskTitles = () => page.$$eval("#tasks li .title", (els) => els.map((e) =>
 const taskStates = () => page.$$eval("#tasks li .state", (els) => els.map((e) => e.textContent));
 const taskRow = (title) => page.locator("#tasks li", { hasText: title });
 
+// The steps build on each other: after the first failure the rest are skipped
+// rather than each timing out on a page in the wrong state.
+let failedStep = null;
+function step(name, fn) {
+  it(name, async (t) => {
+    if (failedStep) return t.skip(`skipped: "${failedStep}" failed`);
+    try {
+      await fn();
+    } catch (err) {
+      failedStep = name;
+      throw err;
+    }
+  });
+}
+
 // ------------------------------------------------------------- the flow
 
 describe("browser: Better Auth page drives todo-api cross-origin", () => {
-  it("loads the page from Better Auth's origin", async () => {
+  step("loads the page from Better Auth's origin", async () => {
     await page.goto(`${auth.url}/?api=${encodeURIComponent(api.url)}`);
     await page.waitForFunction(() => document.body.dataset.ready === "1");
     assert.equal(new URL(page.url()).origin, auth.origin, "page origin is Better Auth's");
     assert.equal(await text("#api-origin"), api.url, "the page knows todo-api's URL");
   });
 
-  it("signs up through Better Auth and gets an EdDSA JWT for the same user id", async () => {
+  step("signs up through Better Auth and gets an EdDSA JWT for the same user id", async () => {
     await page.fill("#email", EMAIL);
     await page.fill("#password", PASSWORD);
     await click("#signup");
@@ -102,7 +120,7 @@ describe("browser: Better Auth page drives todo-api cross-origin", () => {
     assert.equal(await text("#count"), "0 tasks", "a new user has no tasks");
   });
 
-  it("adds tasks", async () => {
+  step("adds tasks", async () => {
     await page.fill("#new-title", "Buy milk");
     await click("#add");
     await page.fill("#new-title", "Walk the dog");
@@ -111,14 +129,14 @@ describe("browser: Better Auth page drives todo-api cross-origin", () => {
     assert.deepEqual(await taskStates(), ["open", "open"], "new tasks are open");
   });
 
-  it("toggles a task", async () => {
+  step("toggles a task", async () => {
     await taskRow("Buy milk").locator("button.toggle").click();
     await page.waitForFunction(() => document.body.dataset.busy === "0");
     assert.equal(await text("#error"), "", "no error after toggle");
     assert.deepEqual(await taskStates(), ["done", "open"], "Buy milk is done");
   });
 
-  it("updates a task's title", async () => {
+  step("updates a task's title", async () => {
     await page.fill("#edit-title", "Buy oat milk");
     await taskRow("Buy milk").locator("button.rename").click();
     await page.waitForFunction(() => document.body.dataset.busy === "0");
@@ -127,7 +145,7 @@ describe("browser: Better Auth page drives todo-api cross-origin", () => {
     assert.deepEqual(await taskStates(), ["done", "open"], "rename kept the completed state");
   });
 
-  it("signs out and back in: the same tasks come back", async () => {
+  step("signs out and back in: the same tasks come back", async () => {
     await click("#signout");
     assert.equal(await text("#count"), "0 tasks", "signed out: nothing listed");
     await click("#signin");
@@ -135,24 +153,24 @@ describe("browser: Better Auth page drives todo-api cross-origin", () => {
     assert.deepEqual(await taskTitles(), ["Buy oat milk", "Walk the dog"], "the tasks are there after signing in again");
   });
 
-  it("deletes a task", async () => {
+  step("deletes a task", async () => {
     await taskRow("Walk the dog").locator("button.delete").click();
     await page.waitForFunction(() => document.body.dataset.busy === "0");
     assert.equal(await text("#error"), "", "no error after delete");
     assert.deepEqual(await taskTitles(), ["Buy oat milk"], "only Buy oat milk is left");
   });
 
-  it("reads a 401 body from JavaScript (CORS headers on errors)", async () => {
+  step("reads a 401 body from JavaScript (CORS headers on errors)", async () => {
     await click("#probe-401");
     assert.match(await text("#probe-401-result"), /^401 \S/, "JavaScript saw the 401 and its detail");
   });
 
-  it("reads a 404 body from JavaScript (CORS headers on errors)", async () => {
+  step("reads a 404 body from JavaScript (CORS headers on errors)", async () => {
     await click("#probe-404");
     assert.match(await text("#probe-404-result"), /^404 \S/, "JavaScript saw the 404 and its detail");
   });
 
-  it("what the page shows is what todo-api stores for that Better Auth user", async () => {
+  step("what the page shows is what todo-api stores for that Better Auth user", async () => {
     const signIn = await fetch(`${auth.url}/api/auth/sign-in/email`, {
       method: "POST",
       headers: { "content-type": "application/json", origin: auth.url },
@@ -165,7 +183,7 @@ describe("browser: Better Auth page drives todo-api cross-origin", () => {
     assert.deepEqual(res.body.map((t) => [t.title, t.completed]), [["Buy oat milk", true]], "todo-api holds exactly the task shown");
   });
 
-  it("saves a screenshot", async () => {
+  it("saves a screenshot (also after a failed step)", async () => {
     mkdirSync(TARGET_DIR, { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
   });

@@ -78,7 +78,10 @@ export async function startTodoApi({ authUrl, secret, corsOrigins, extraEnv = {}
     logs: () => output,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      const code = await Promise.race([exited, sleep(10_000).then(() => "timeout")]);
+      let timer;
+      const timeout = new Promise((res) => (timer = setTimeout(() => res("timeout"), 10_000)));
+      const code = await Promise.race([exited, timeout]);
+      clearTimeout(timer);
       if (code === "timeout") {
         child.kill("SIGKILL");
         await exited;

@@ -18,10 +18,11 @@ if [[ -z "${TODO_API_BIN:-}" ]]; then
   echo "run.sh: set TODO_API_BIN to a built todo-api binary (e.g. target/release/todo-api)" >&2
   exit 2
 fi
-TODO_API_BIN="$(cd "$OLDPWD" && realpath -e -- "$TODO_API_BIN")" || {
+bin="$(cd "$OLDPWD" && realpath -e -- "$TODO_API_BIN" 2>/dev/null)" || {
   echo "run.sh: TODO_API_BIN does not exist: $TODO_API_BIN" >&2
   exit 2
 }
+TODO_API_BIN="$bin"
 if [[ ! -x "$TODO_API_BIN" ]]; then
   echo "run.sh: TODO_API_BIN is not executable: $TODO_API_BIN" >&2
   exit 2
@@ -39,7 +40,7 @@ if [[ ! -x "$chromium" ]]; then
   if [[ "$(id -u)" != 0 ]]; then sudo_cmd=(sudo); fi
   install_chromium() {
     "${sudo_cmd[@]}" apt-get update -qq &&
-      DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium >/dev/null
+      "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   }
   # One retry: an interrupted earlier install leaves dpkg half-configured.
   install_chromium || {
