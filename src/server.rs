@@ -22,6 +22,8 @@ pub const MAX_BODY_BYTES: usize = 65_536;
 const ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 const ALLOW_HEADERS: &str = "Authorization, Content-Type";
 
+/// Read and write timeout of every client socket.
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for the traffic to go quiet before it stops the workers.
 const QUIET_PERIOD: Duration = Duration::from_millis(300);
 /// The longest shutdown waits for quiet; requests already queued are still answered.
@@ -56,7 +58,17 @@ impl Server {
         ctx: Ctx,
         cors_origins: Vec<String>,
     ) -> Result<Server, String> {
-        let http = tiny_http::Server::http(listen)
+        let listener = std::net::TcpListener::bind(listen)
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        // Linux copies these to every accepted socket: an idle keep-alive connection is
+        // closed after SOCKET_TIMEOUT, and no read or write of a stalled client can hold a
+        // worker longer than that (tiny_http itself sets no timeouts).
+        let socket = socket2::SockRef::from(&listener);
+        socket
+            .set_read_timeout(Some(SOCKET_TIMEOUT))
+            .and_then(|()| socket.set_write_timeout(Some(SOCKET_TIMEOUT)))
+            .map_err(|e| format!("cannot set socket timeouts: {e}"))?;
+        let http = tiny_http::Server::from_listener(listener, None)
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = http
             .server_addr()
