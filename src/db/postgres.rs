@@ -3,8 +3,8 @@
 //! Neon's `-pooler` endpoint never sees a prepared statement it cannot route).
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use postgres::config::SslMode;
 use postgres::error::SqlState;
@@ -26,6 +26,9 @@ const SCHEMA_LOCK: i64 = 0x746f_646f;
 /// How long a request waits for a pooled connection before it is told 503.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long after a lost connection every checkout is tested first.
+const SUSPECT_WINDOW: Duration = Duration::from_secs(10);
+
 type Pool = r2d2::Pool<PostgresConnectionManager<MakeTlsConnector>>;
 type Conn = r2d2::PooledConnection<PostgresConnectionManager<MakeTlsConnector>>;
 
@@ -33,6 +36,10 @@ type Conn = r2d2::PooledConnection<PostgresConnectionManager<MakeTlsConnector>>;
 pub struct PgStore {
     pool: Pool,
     schema_ready: AtomicBool,
+    /// When the store was opened; the clock of `suspect_until_ms`.
+    born: Instant,
+    /// Until when (ms since `born`) checkouts test their connection first.
+    suspect_until_ms: AtomicU64,
 }
 
 impl PgStore {
@@ -52,6 +59,8 @@ impl PgStore {
         let store = PgStore {
             pool,
             schema_ready: AtomicBool::new(false),
+            born: Instant::now(),
+            suspect_until_ms: AtomicU64::new(0),
         };
         if let Err(e) = store.conn() {
             log::warn!("database not ready at start-up, will retry on demand: {e}");
@@ -62,6 +71,16 @@ impl PgStore {
     /// A pooled connection on which the schema is known to exist.
     fn conn(&self) -> Result<Conn> {
         let mut conn = self.pool.get()?;
+        // Right after a connection failed, the other pooled connections are likely dead
+        // too (the database restarted): test each one on checkout until the window closes,
+        // so that a write is never sent on a connection that is already gone. r2d2 drops
+        // a connection that failed the test when it comes back (`has_broken`).
+        let mut tries = self.pool.max_size();
+        while self.suspect() && tries > 0 && conn.simple_query("").is_err() {
+            drop(conn);
+            conn = self.pool.get()?;
+            tries -= 1;
+        }
         if !self.schema_ready.load(Ordering::Acquire) {
             let mut tx = conn.transaction()?;
             tx.execute("select pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
@@ -78,6 +97,7 @@ impl PgStore {
         let mut conn = self.conn()?;
         match f(&mut conn) {
             Err(e) if conn.is_closed() => {
+                self.mark_suspect();
                 log::debug!("retrying a read on a fresh connection after: {e}");
                 drop(conn);
                 Ok(f(&mut *self.conn()?)?)
@@ -88,7 +108,23 @@ impl PgStore {
 
     /// Runs a write. Never retried: whether a lost connection committed it is unknowable.
     fn write<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>) -> Result<T> {
-        Ok(f(&mut *self.conn()?)?)
+        let mut conn = self.conn()?;
+        let result = f(&mut conn);
+        if result.is_err() && conn.is_closed() {
+            self.mark_suspect();
+        }
+        Ok(result?)
+    }
+
+    /// True while connections should be tested before use.
+    fn suspect(&self) -> bool {
+        self.suspect_until_ms.load(Ordering::Relaxed) > self.born.elapsed().as_millis() as u64
+    }
+
+    fn mark_suspect(&self) {
+        let until = self.born.elapsed() + SUSPECT_WINDOW;
+        self.suspect_until_ms
+            .store(until.as_millis() as u64, Ordering::Relaxed);
     }
 }
 
