@@ -67,6 +67,9 @@ impl Server {
         socket
             .set_read_timeout(Some(SOCKET_TIMEOUT))
             .and_then(|()| socket.set_write_timeout(Some(SOCKET_TIMEOUT)))
+            // Without it a response written in two segments waits for the client's delayed
+            // ACK: 40 ms per list response, measured with bench/run.sh.
+            .and_then(|()| socket.set_tcp_nodelay(true))
             .map_err(|e| format!("cannot set socket timeouts: {e}"))?;
         let http = tiny_http::Server::from_listener(listener, None)
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
