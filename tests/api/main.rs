@@ -10,5 +10,6 @@ mod isolation;
 mod jwks;
 mod lifecycle;
 mod openapi;
+mod pgbouncer;
 mod tasks;
 mod validation;

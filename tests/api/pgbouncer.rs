@@ -1,0 +1,192 @@
+//! The server behind PgBouncer in transaction mode, as Neon's `-pooler` endpoint is:
+//! every route works when consecutive statements may land on different server connections
+//! and named prepared statements do not survive a transaction (PgBouncer 1.18).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use todo_api::config::Database;
+
+use crate::helpers::*;
+
+/// A PgBouncer in transaction mode in front of the test PostgreSQL server.
+struct Bouncer {
+    child: Child,
+    port: u16,
+    _dir: tempdir::TempDir,
+}
+
+impl Bouncer {
+    fn start(upstream_host: &str, upstream_port: u16) -> Bouncer {
+        let dir = tempdir::TempDir::new("todo-pgbouncer");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ini = dir.path("pgbouncer.ini");
+        let users = dir.path("users.txt");
+        std::fs::write(&users, "\"postgres\" \"\"\n").unwrap();
+        std::fs::write(
+            &ini,
+            format!(
+                "[databases]\n* = host={upstream_host} port={upstream_port}\n\n[pgbouncer]\n\
+                 listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = trust\nauth_file = {users}\npool_mode = transaction\n\
+                 default_pool_size = 4\nmax_client_conn = 200\nlogfile = {}\n\
+                 ignore_startup_parameters = extra_float_digits,options\n",
+                dir.path("pgbouncer.log")
+            ),
+        )
+        .unwrap();
+        // PgBouncer refuses to run as root; the `postgres` OS user exists wherever the
+        // server is installed from Debian's packages.
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        let _ = Command::new("chmod")
+            .args(["-R", "a+rwX", &dir.path("")])
+            .status();
+        let binary = pgbouncer_binary().expect("pgbouncer is installed");
+        let mut cmd = if as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", &binary, &ini]);
+            c
+        } else {
+            let mut c = Command::new(&binary);
+            c.arg(&ini);
+            c
+        };
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pgbouncer");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "pgbouncer did not start: {:?}",
+                std::fs::read_to_string(dir.path("pgbouncer.log"))
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Bouncer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian installs it in /usr/sbin, which is not always on a test's PATH.
+fn pgbouncer_binary() -> Option<String> {
+    [
+        "/usr/sbin/pgbouncer",
+        "/usr/bin/pgbouncer",
+        "/usr/local/bin/pgbouncer",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .map(String::from)
+}
+
+#[test]
+fn every_route_works_through_pgbouncer_in_transaction_mode() {
+    let Some(Engine::Postgres(admin)) = Engine::postgres() else {
+        return;
+    };
+    if pgbouncer_binary().is_none() {
+        assert!(
+            std::env::var("REQUIRE_POSTGRES").is_err(),
+            "pgbouncer is not installed (apt-get install pgbouncer)"
+        );
+        eprintln!("pgbouncer is not installed: skipping");
+        return;
+    }
+    let db = TestDb::new(&Engine::Postgres(admin.clone()));
+    let direct = db.postgres_url().unwrap();
+    let name = direct
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let bouncer = Bouncer::start("127.0.0.1", 5432);
+    let pooled = format!("postgres://postgres@127.0.0.1:{}/{name}", bouncer.port);
+    let app = TestApp::spawn_with(TestDb::new(&Engine::Sqlite), |c| {
+        c.database = Database::Postgres(pooled.clone());
+        c.pool_size = 8;
+    });
+
+    let alice = app.user("alice");
+    let bob = app.user("bob");
+    let t = app.create(
+        &alice,
+        r#"{"title": "through the pooler", "due_date": "2026-05-01"}"#,
+    );
+    let path = format!("/api/tasks/{}", t["id"]);
+    assert_eq!(alice.get(&path).json(), t);
+    assert_eq!(
+        alice
+            .get("/api/tasks?status=pending&sort=due_date&order=desc")
+            .json(),
+        json!([t.clone()])
+    );
+    assert_eq!(
+        alice.put(&path, r#"{"title": "renamed"}"#).json()["title"],
+        "renamed"
+    );
+    assert_eq!(
+        alice.patch(&path, r#"{"description": "d"}"#).json()["description"],
+        "d"
+    );
+    assert_eq!(
+        alice.patch(&format!("{path}/complete"), "").json()["completed"],
+        true
+    );
+    assert_eq!(bob.get(&path).status, 404);
+    // Concurrency through 4 server connections shared by 8 pooled clients.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..40)
+            .map(|i| {
+                let alice = alice.clone();
+                let path = format!("{path}/complete");
+                s.spawn(move || {
+                    if i % 2 == 0 {
+                        alice.patch(&path, "").status
+                    } else {
+                        alice.post("/api/tasks", r#"{"title": "x"}"#).status
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        statuses.iter().all(|s| [200, 201].contains(s)),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        alice.get(&path).json()["completed"],
+        true,
+        "20 more toggles keep it true"
+    );
+    assert_eq!(alice.get("/api/tasks").json().as_array().unwrap().len(), 21);
+    assert_eq!(alice.delete(&path).status, 204);
+    assert_eq!(app.anonymous().get("/health").status, 200);
+    drop(app);
+    drop(db);
+}
