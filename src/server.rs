@@ -24,14 +24,14 @@ const ALLOW_HEADERS: &str = "Authorization, Content-Type";
 
 /// Read and write timeout of every client socket.
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long shutdown waits for the traffic to go quiet before it stops the workers.
-const QUIET_PERIOD: Duration = Duration::from_millis(300);
-/// The longest shutdown waits for quiet; requests already queued are still answered.
+/// The longest shutdown waits for requests under way; queued ones are still answered.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// A running server; dropping it without `shutdown` leaves the workers running.
 pub struct Server {
     http: Arc<tiny_http::Server>,
+    /// The listening socket tiny_http accepts on, kept to stop accepting at shutdown.
+    listener: std::net::TcpListener,
     workers: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
     addr: SocketAddr,
@@ -43,11 +43,10 @@ struct Shared {
     cors_origins: Vec<String>,
     stopping: AtomicBool,
     ids: RequestIds,
-    started: Instant,
+    /// Set at shutdown: answers say `Connection: close`.
+    draining: AtomicBool,
     /// Requests taken by a worker and not yet answered.
     in_flight: AtomicUsize,
-    /// When the latest request was taken, in milliseconds since `started`.
-    last_request_ms: AtomicU64,
 }
 
 impl Server {
@@ -71,7 +70,10 @@ impl Server {
             // ACK: 40 ms per list response, measured with bench/run.sh.
             .and_then(|()| socket.set_tcp_nodelay(true))
             .map_err(|e| format!("cannot set socket timeouts: {e}"))?;
-        let http = tiny_http::Server::from_listener(listener, None)
+        let accepting = listener
+            .try_clone()
+            .map_err(|e| format!("cannot listen: {e}"))?;
+        let http = tiny_http::Server::from_listener(accepting, None)
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = http
             .server_addr()
@@ -83,9 +85,8 @@ impl Server {
             cors_origins,
             stopping: AtomicBool::new(false),
             ids: RequestIds::new(),
-            started: Instant::now(),
+            draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
-            last_request_ms: AtomicU64::new(0),
         });
         let workers = (0..workers)
             .map(|i| {
@@ -99,6 +100,7 @@ impl Server {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Server {
             http,
+            listener,
             workers,
             shared,
             addr,
@@ -110,23 +112,24 @@ impl Server {
         self.addr
     }
 
-    /// Finishes the requests in flight, then stops the workers and returns.
+    /// Stops accepting, finishes the requests under way, then stops the workers.
     ///
-    /// tiny_http reads a small body before it hands the request over, so a request can be
-    /// under way without any worker knowing. Shutdown therefore keeps serving until no
-    /// request is running and none has arrived for `QUIET_PERIOD` (or `DRAIN_LIMIT` has
-    /// passed), then wakes each worker once; requests queued before that are still answered.
+    /// The listening socket is shut down first, so new connections are refused. A request
+    /// is under way from its first byte (tiny_http reads small bodies before it hands a
+    /// request over) until a worker has answered it; answers given meanwhile carry
+    /// `Connection: close`. Once nothing is under way (or `DRAIN_LIMIT` has passed) each
+    /// worker is woken once and exits.
     pub fn shutdown(self) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        if let Err(e) = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Read) {
+            log::warn!("cannot stop the listener: {e}");
+        }
         let deadline = Instant::now() + DRAIN_LIMIT;
-        while Instant::now() < deadline {
-            let idle_ms = self.shared.started.elapsed().as_millis() as u64
-                - self.shared.last_request_ms.load(Ordering::SeqCst);
-            if self.shared.in_flight.load(Ordering::SeqCst) == 0
-                && idle_ms >= QUIET_PERIOD.as_millis() as u64
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        while Instant::now() < deadline
+            && (self.http.pending_requests() > 0
+                || self.shared.in_flight.load(Ordering::SeqCst) > 0)
+        {
+            std::thread::sleep(Duration::from_millis(10));
         }
         self.shared.stopping.store(true, Ordering::SeqCst);
         // One unblock per worker: each wakes exactly one blocked `recv`, after the
@@ -145,12 +148,12 @@ fn worker(http: &tiny_http::Server, shared: &Shared) {
         match http.recv() {
             Ok(request) => {
                 shared.in_flight.fetch_add(1, Ordering::SeqCst);
-                let now_ms = shared.started.elapsed().as_millis() as u64;
-                shared.last_request_ms.store(now_ms, Ordering::SeqCst);
                 handle(shared, request);
                 shared.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
             Err(_) if shared.stopping.load(Ordering::SeqCst) => return,
+            // The listener's own shutdown surfaces here once; it is expected.
+            Err(_) if shared.draining.load(Ordering::SeqCst) => {}
             Err(e) => log::warn!("accepting a request failed: {e}"),
         }
     }
@@ -205,6 +208,9 @@ fn handle(shared: &Shared, mut rq: tiny_http::Request) {
         reply.header("Vary", "Origin");
     }
     reply.header("X-Request-Id", request_id.clone());
+    if shared.draining.load(Ordering::SeqCst) {
+        reply.header("Connection", "close");
+    }
     let status = reply.status;
     if let Err(e) = rq.respond(to_response(reply)) {
         log::debug!("request {request_id}: writing the response failed: {e}");

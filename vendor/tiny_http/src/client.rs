@@ -38,6 +38,11 @@ pub struct ClientConnection {
 
     // todo-api patch: whether the previous request's body was drained (see DrainGuard)
     body_done: Option<std::sync::mpsc::Receiver<bool>>,
+
+    // todo-api patch: the server's count of requests begun and not yet taken by `recv`,
+    // and whether this connection's current request is in it.
+    pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    counted: bool,
 }
 
 /// todo-api patch: limits on what a client may send before its request reaches a worker.
@@ -104,6 +109,7 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -119,6 +125,8 @@ impl ClientConnection {
             no_more_requests: false,
             secure,
             body_done: None,
+            pending,
+            counted: false,
         }
     }
 
@@ -162,6 +170,10 @@ impl ClientConnection {
                     )))
                 }
             };
+            if !self.counted {
+                self.counted = true;
+                self.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
             let until = *deadline.get_or_insert_with(|| std::time::Instant::now() + HEADER_DEADLINE);
             if std::time::Instant::now() > until {
                 return Err(LineError::Deadline);
@@ -183,9 +195,26 @@ impl ClientConnection {
         }
     }
 
+    /// todo-api patch: the current request leaves the pending count without being queued.
+    fn uncount(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Reads a request, keeping the pending count right: a request that fails to arrive
+    /// leaves it; one that arrives stays in it until `Server::recv` takes it.
+    fn read(&mut self) -> Result<Request, ReadError> {
+        let result = self.read_request();
+        if result.is_err() {
+            self.uncount();
+        }
+        result
+    }
+
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
-    fn read(&mut self) -> Result<Request, ReadError> {
+    fn read_request(&mut self) -> Result<Request, ReadError> {
         let mut deadline = None;
         let (method, path, version, headers) = {
             // reading the request line
@@ -356,6 +385,7 @@ impl Iterator for ClientConnection {
                 response
                     .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                     .ok();
+                self.uncount();
                 continue;
             }
 
@@ -380,7 +410,8 @@ impl Iterator for ClientConnection {
                 _ => (),
             };
 
-            // returning the request
+            // returning the request; `Server::recv` takes it out of the pending count
+            self.counted = false;
             return Some(rq);
         }
     }

@@ -143,6 +143,9 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // todo-api patch: requests whose first byte has arrived and that no `recv` has taken
+    pending: Arc<AtomicUsize>,
 }
 
 enum Message {
@@ -288,6 +291,8 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let inside_pending = pending.clone();
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
@@ -316,7 +321,11 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(
+                            write_closable,
+                            read_closable,
+                            inside_pending.clone(),
+                        ))
                     }
                     Err(e) => Err(e),
                 };
@@ -364,7 +373,12 @@ impl Server {
                     }
 
                     Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
+                        // todo-api patch: EINVAL is the listener being shut down on purpose.
+                        if e.kind() == std::io::ErrorKind::InvalidInput {
+                            log::debug!("listener shut down: {}", e);
+                        } else {
+                            log::error!("Error accepting new client: {}", e);
+                        }
                         inside_messages.push(e.into());
                         break;
                     }
@@ -378,7 +392,18 @@ impl Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            pending,
         })
+    }
+
+    /// todo-api patch: requests that have begun to arrive and that no `recv` has taken yet
+    /// (being read, or queued). A graceful shutdown waits for this to reach zero.
+    pub fn pending_requests(&self) -> usize {
+        self.pending.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn taken(&self) {
+        self.pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Returns an iterator for all the incoming requests.
@@ -405,7 +430,10 @@ impl Server {
     pub fn recv(&self) -> IoResult<Request> {
         match self.messages.pop() {
             Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(rq),
+            Some(Message::NewRequest(rq)) => {
+                self.taken();
+                Ok(rq)
+            }
             None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
         }
     }
@@ -414,7 +442,10 @@ impl Server {
     pub fn recv_timeout(&self, timeout: Duration) -> IoResult<Option<Request>> {
         match self.messages.pop_timeout(timeout) {
             Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
+            Some(Message::NewRequest(rq)) => {
+                self.taken();
+                Ok(Some(rq))
+            }
             None => Ok(None),
         }
     }
@@ -423,7 +454,10 @@ impl Server {
     pub fn try_recv(&self) -> IoResult<Option<Request>> {
         match self.messages.try_pop() {
             Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
+            Some(Message::NewRequest(rq)) => {
+                self.taken();
+                Ok(Some(rq))
+            }
             None => Ok(None),
         }
     }

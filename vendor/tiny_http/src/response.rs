@@ -254,8 +254,9 @@ where
     {
         let header = header.into();
 
-        // ignoring forbidden headers
-        if header.field.equiv("Connection")
+        // ignoring forbidden headers; todo-api patch: except `Connection: close`, which a
+        // server that is shutting down sends so that clients stop reusing the connection
+        if (header.field.equiv("Connection") && !header.value.as_str().eq_ignore_ascii_case("close"))
             || header.field.equiv("Trailer")
             || header.field.equiv("Transfer-Encoding")
             || header.field.equiv("Upgrade")
