@@ -2,9 +2,9 @@
 # A tour of the whole API with curl: every endpoint and the usual errors, checking each
 # status code, so CI can run it against a live server (docs/API.md is the contract).
 #
-#   export BETTER_AUTH_SECRET=dev-secret   # the server and this script must share it:
-#   todo-api &                             # the server verifies tokens with it, and
-#   examples/curl.sh                       # `todo-api token` here signs them with it.
+#   export BETTER_AUTH_SECRET=$(openssl rand -base64 32)
+#   todo-api &           # the server verifies tokens with BETTER_AUTH_SECRET ...
+#   examples/curl.sh     # ... and `todo-api token` here signs them with it: share it.
 #
 # BASE is the server's URL, TODO_API the path of the todo-api binary.
 set -euo pipefail

@@ -84,6 +84,8 @@ impl PgStore {
         if !self.schema_ready.load(Ordering::Acquire) {
             let mut tx = conn.transaction()?;
             tx.execute("select pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+            // "relation already exists, skipping" at every start is noise, not news.
+            tx.batch_execute("set local client_min_messages = warning")?;
             tx.batch_execute(SCHEMA)?;
             tx.commit()?;
             self.schema_ready.store(true, Ordering::Release);
