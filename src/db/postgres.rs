@@ -26,6 +26,8 @@ const SCHEMA_LOCK: i64 = 0x746f_646f;
 /// How long a request waits for a pooled connection before it is told 503.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The longest `/health` waits for the database to answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long after a lost connection every checkout is tested first.
 const SUSPECT_WINDOW: Duration = Duration::from_secs(10);
 
@@ -136,7 +138,9 @@ impl Store for PgStore {
     }
 
     fn ping(&self) -> Result<()> {
-        self.read(|c| c.simple_query("").map(drop))
+        // Bounded, so that /health answers even when the database hangs without closing
+        // its connections (no other statement has a client-side time limit).
+        self.read(|c| c.is_valid(PING_TIMEOUT))
     }
 
     fn upsert_user(&self, user: &User) -> Result<()> {

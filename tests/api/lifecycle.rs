@@ -241,7 +241,10 @@ fn sigterm_and_sigint_finish_in_flight_requests_and_exit_zero() {
         p.signal(signal);
         std::thread::sleep(Duration::from_millis(300));
         // The listener is closed at once: a new connection is refused...
-        assert!(std::net::TcpStream::connect(p.addr).is_err(), "SIG{signal}: still accepting");
+        assert!(
+            std::net::TcpStream::connect(p.addr).is_err(),
+            "SIG{signal}: still accepting"
+        );
         // ...while the request already under way is finished.
         stream.write_all(body).unwrap();
         let r = read_response(&mut BufReader::new(stream));

@@ -6,10 +6,12 @@ mod helpers;
 
 mod auth;
 mod cors;
+mod faults;
 mod isolation;
 mod jwks;
 mod lifecycle;
 mod openapi;
+mod outage;
 mod pgbouncer;
 mod tasks;
 mod validation;

@@ -189,7 +189,8 @@ impl ClientConnection {
             prev_byte_was_cr = byte == b'\r';
 
             buf.push(byte);
-            if buf.len() > max {
+            // `max` counts the line without its CRLF; the `\r` is in `buf` until the `\n`.
+            if buf.len() > max + usize::from(byte == b'\r') {
                 return Err(LineError::TooLong);
             }
         }

@@ -4,6 +4,7 @@ use std::io::{self, Cursor, ErrorKind, Read, Write};
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use std::sync::mpsc::{self, Receiver, Sender};
 
@@ -113,6 +114,30 @@ pub enum RequestCreationError {
     BadFraming,
 }
 
+/// todo-api patch: bodies up to this size are read before the request is handed over.
+pub const MAX_BUFFERED_BODY: usize = 64 * 1024;
+/// todo-api patch: the longest a body may take to arrive once its headers have.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// todo-api patch: a read that counts against `deadline`; a socket timeout is a timeout.
+fn timed(read: io::Result<usize>, deadline: Instant) -> Result<usize, RequestCreationError> {
+    let timed_out = || IoError::new(ErrorKind::TimedOut, "request body took too long");
+    match read {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            Err(RequestCreationError::CreationIoError(timed_out()))
+        }
+        // A chunk header that is not one: the framing is broken.
+        Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::InvalidData) => {
+            Err(RequestCreationError::BadFraming)
+        }
+        Err(e) => Err(RequestCreationError::CreationIoError(e)),
+        Ok(_) if Instant::now() > deadline => {
+            Err(RequestCreationError::CreationIoError(timed_out()))
+        }
+        Ok(n) => Ok(n),
+    }
+}
+
 impl From<IoError> for RequestCreationError {
     fn from(err: IoError) -> RequestCreationError {
         RequestCreationError::CreationIoError(err)
@@ -137,7 +162,7 @@ pub fn new_request<R, W>(
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
-    writer: W,
+    mut writer: W,
 ) -> Result<(Request, Option<Receiver<bool>>), RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -186,7 +211,7 @@ where
     };
 
     // true if the client sent a `Expect: 100-continue` header
-    let expects_continue = {
+    let mut expects_continue = {
         match headers
             .iter()
             .find(|h: &&Header| h.field.equiv("Expect"))
@@ -222,14 +247,20 @@ where
     } else if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
-            // if the content-length is small enough, we just read everything into a buffer
-
+        } else if content_length <= MAX_BUFFERED_BODY {
+            // todo-api patch: read the whole body here, on the connection's own thread and
+            // within BODY_DEADLINE, so that a slow sender never holds a request worker.
+            if expects_continue {
+                writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+                writer.flush()?;
+                expects_continue = false;
+            }
+            let deadline = Instant::now() + BODY_DEADLINE;
             let mut buffer = vec![0; content_length];
             let mut offset = 0;
 
             while offset != content_length {
-                let read = source_data.read(&mut buffer[offset..])?;
+                let read = timed(source_data.read(&mut buffer[offset..]), deadline)?;
                 if read == 0 {
                     // the socket returned EOF, but we were before the expected content-length
                     // aborting
@@ -243,6 +274,8 @@ where
 
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
+            // Too large to be accepted: the handler refuses it unread, and the connection
+            // is closed after the answer (DrainGuard).
             let (data_reader, _) = EqualReader::new(source_data, content_length);
             let (tx, rx) = mpsc::channel();
             body_done = Some(rx);
@@ -252,10 +285,35 @@ where
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        let (tx, rx) = mpsc::channel();
-        body_done = Some(rx);
-        Box::new(DrainGuard::new(FusedReader::new(Decoder::new(source_data)), tx))
-            as Box<dyn Read + Send + 'static>
+        // todo-api patch: decoded here within BODY_DEADLINE, at most MAX_BUFFERED_BODY + 1
+        // bytes; a longer body is handed over cut (the handler refuses it) and the
+        // connection is closed after the answer, since the rest of the body was not read.
+        if expects_continue {
+            writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            writer.flush()?;
+            expects_continue = false;
+        }
+        let deadline = Instant::now() + BODY_DEADLINE;
+        let mut decoder = Decoder::new(&mut source_data);
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let complete = loop {
+            let read = timed(decoder.read(&mut chunk), deadline)?;
+            if read == 0 {
+                break true;
+            }
+            buffer.extend_from_slice(&chunk[..read]);
+            if buffer.len() > MAX_BUFFERED_BODY {
+                break false;
+            }
+        };
+        drop(decoder);
+        if !complete {
+            let (tx, rx) = mpsc::channel();
+            tx.send(false).ok();
+            body_done = Some(rx);
+        }
+        Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data

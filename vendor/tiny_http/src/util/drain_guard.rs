@@ -2,51 +2,41 @@
 //!
 //! Upstream drained the rest of a `Content-Length` body on drop with a buffer the size of
 //! the rest (a huge declared length aborted the process) and did not drain chunked bodies
-//! at all (their rest was then parsed as the next request). This guard reads at most
-//! `DRAIN_LIMIT` more bytes with a fixed buffer, and tells the connection whether the body
-//! ended cleanly; if not, the connection is closed instead of reused.
+//! at all (their rest was then parsed as the next request). Bodies up to 64 KiB are now read
+//! before the request is handed over (`request.rs`); a body this guard wraps is one the
+//! handler may refuse unread. Draining it would hold the worker for as long as the client
+//! cares to stall, so the guard never drains: it tells the connection whether the body was
+//! read to its end, and if not, the connection is closed instead of reused.
 
 use std::io::{Read, Result as IoResult};
 use std::sync::mpsc::Sender;
 
-/// The most of an unread body we are willing to read and throw away.
-pub const DRAIN_LIMIT: usize = 64 * 1024;
-
 pub struct DrainGuard<R: Read> {
     inner: R,
     done: Option<Sender<bool>>,
+    ended: bool,
 }
 
 impl<R: Read> DrainGuard<R> {
     pub fn new(inner: R, done: Sender<bool>) -> DrainGuard<R> {
-        DrainGuard { inner, done: Some(done) }
+        DrainGuard { inner, done: Some(done), ended: false }
     }
 }
 
 impl<R: Read> Read for DrainGuard<R> {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        self.inner.read(buf)
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.ended = true;
+        }
+        Ok(n)
     }
 }
 
 impl<R: Read> Drop for DrainGuard<R> {
     fn drop(&mut self) {
-        let mut buf = [0u8; 8192];
-        let mut drained = 0;
-        let clean = loop {
-            match self.inner.read(&mut buf) {
-                Ok(0) => break true,
-                Ok(n) => {
-                    drained += n;
-                    if drained > DRAIN_LIMIT {
-                        break false;
-                    }
-                }
-                Err(_) => break false,
-            }
-        };
         if let Some(done) = self.done.take() {
-            done.send(clean).ok();
+            done.send(self.ended).ok();
         }
     }
 }

@@ -1,0 +1,1114 @@
+//! Hostile and unlucky clients: hundreds of idle and byte-at-a-time connections, slow and
+//! never-ending bodies, every transport limit (414, 431, 413, 400 framing, deep JSON),
+//! SIGTERM under load with nothing acknowledged lost, and two servers on one database.
+
+use std::collections::BTreeSet;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// The longest one stalled read may hold a worker (server.rs).
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+/// A normal request must never wait longer than this, whatever other clients do.
+const NORMAL_LATENCY: Duration = Duration::from_secs(2);
+
+// A client that reports failures instead of panicking, for traffic that may legitimately
+// fail (load during shutdown) or whose failure is what the test measures.
+
+/// One request of `normal_traffic`: when it started, how long it took, how it ended.
+type Logged = (Duration, Duration, io::Result<Response>);
+
+/// The bytes of one request, framed as `Client::send` frames it.
+fn request_bytes(method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> Vec<u8> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if let Some(body) = body {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body.unwrap_or_default());
+    raw
+}
+
+/// Writes `raw` on a new connection and reads one response, waiting at most `patience`
+/// for any one read.
+fn exchange(addr: SocketAddr, raw: &[u8], patience: Duration) -> io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, patience)?;
+    stream.set_read_timeout(Some(patience))?;
+    stream.set_write_timeout(Some(patience))?;
+    stream.write_all(raw)?;
+    try_read_response(&mut BufReader::new(stream))
+}
+
+/// `exchange`, timed.
+fn timed_exchange(
+    addr: SocketAddr,
+    raw: &[u8],
+    patience: Duration,
+) -> (Duration, io::Result<Response>) {
+    let started = Instant::now();
+    let r = exchange(addr, raw, patience);
+    (started.elapsed(), r)
+}
+
+/// Reads one response like `read_response`, but returns I/O trouble as an error.
+fn try_read_response(reader: &mut impl BufRead) -> io::Result<Response> {
+    let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed before a status line",
+        ));
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(bad("connection closed inside the headers".into()));
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| bad(format!("bad header {line:?}")))?;
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    let len = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map_or(Ok(0), |(_, v)| v.parse::<usize>())
+        .map_err(|e| bad(format!("bad Content-Length: {e}")))?;
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body)?;
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A one-line account of an outcome, for failure messages.
+fn outcome(r: &io::Result<Response>) -> String {
+    match r {
+        Ok(r) => format!("{} {}", r.status, r.text()),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// Asserts an error answer: the status, JSON with a non-empty `detail`, a request id.
+fn assert_json_error(r: &Response, status: u16, context: &str) {
+    assert_eq!(r.status, status, "{context}: {}", r.text());
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/json"),
+        "{context}: Content-Type"
+    );
+    assert!(
+        r.header("X-Request-Id").is_some_and(|id| !id.is_empty()),
+        "{context}: no X-Request-Id"
+    );
+    assert!(!r.detail().trim().is_empty(), "{context}: empty detail");
+}
+
+/// Max, median and 99th percentile of some latencies.
+fn summary(latencies: &[Duration]) -> String {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    if sorted.is_empty() {
+        return "no requests".into();
+    }
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q) as usize];
+    format!(
+        "{} requests, p50 {:?}, p99 {:?}, max {:?}",
+        sorted.len(),
+        at(0.5),
+        at(0.99),
+        sorted[sorted.len() - 1]
+    )
+}
+
+/// Normal traffic for `length`: alternately a create and a list by `sub`, one at a time.
+/// Returns each request's start (since `epoch`), latency and outcome.
+fn normal_traffic(
+    addr: SocketAddr,
+    sub: &str,
+    epoch: Instant,
+    length: Duration,
+    patience: Duration,
+) -> Vec<Logged> {
+    let token = token(sub);
+    let mut log = Vec::new();
+    let until = Instant::now() + length;
+    let mut n = 0;
+    while Instant::now() < until {
+        let raw = if n % 2 == 0 {
+            let body = format!(r#"{{"title": "normal {n}"}}"#);
+            request_bytes("POST", "/api/tasks", Some(&token), Some(body.as_bytes()))
+        } else {
+            request_bytes("GET", "/api/tasks", Some(&token), None)
+        };
+        let start = epoch.elapsed();
+        let (latency, r) = timed_exchange(addr, &raw, patience);
+        log.push((start, latency, r));
+        n += 1;
+    }
+    log
+}
+
+/// Asserts that every request of `normal_traffic` got its 201 or 200 within `NORMAL_LATENCY`.
+fn assert_all_served(log: &[Logged], context: &str) {
+    let failed = |(_, latency, r): &&Logged| {
+        *latency > NORMAL_LATENCY || !matches!(r, Ok(r) if r.status == 200 || r.status == 201)
+    };
+    let slow: Vec<String> = log
+        .iter()
+        .filter(failed)
+        .map(|(start, latency, r)| format!("at {start:?} took {latency:?}: {}", outcome(r)))
+        .collect();
+    if !slow.is_empty() {
+        let timeline: Vec<String> = log
+            .iter()
+            .map(|(start, latency, r)| {
+                format!(
+                    "at {start:?} took {latency:?}: {}",
+                    outcome(r).chars().take(60).collect::<String>()
+                )
+            })
+            .collect();
+        eprintln!("{context}: timeline:\n{}", timeline.join("\n"));
+    }
+    let latencies: Vec<Duration> = log.iter().map(|(_, l, _)| *l).collect();
+    assert!(
+        slow.is_empty() && !log.is_empty(),
+        "{context}: {} of {} normal requests failed or took over {NORMAL_LATENCY:?} ({}):\n{}",
+        slow.len(),
+        log.len(),
+        summary(&latencies),
+        slow.join("\n")
+    );
+}
+
+/// Makes sure this process may open `wanted` more descriptors, raising the soft limit
+/// toward the hard one if needed; returns how many connections a test may open.
+fn descriptors_for(wanted: usize) -> usize {
+    let limit = || -> Option<(u64, u64)> {
+        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        let mut numbers = line.split_whitespace().skip(3);
+        let soft = numbers.next()?.parse().unwrap_or(u64::MAX);
+        let hard = numbers.next()?.parse().unwrap_or(u64::MAX);
+        Some((soft, hard))
+    };
+    // Each connection costs a descriptor here and one in the server, which runs in this
+    // process; other tests run alongside.
+    let need = (wanted * 2 + 512) as u64;
+    let Some((soft, hard)) = limit() else {
+        return wanted;
+    };
+    if soft < need {
+        let _ = Command::new("prlimit")
+            .arg(format!("--pid={}", std::process::id()))
+            .arg(format!("--nofile={}:{hard}", need.min(hard)))
+            .status();
+    }
+    let soft = limit().map_or(soft, |(s, _)| s);
+    if soft >= need {
+        wanted
+    } else {
+        let fits = (soft.saturating_sub(512) / 2) as usize;
+        eprintln!("open-file limit {soft}: using {fits} connections instead of {wanted}");
+        fits
+    }
+}
+
+// Slow and idle clients.
+
+#[test]
+fn idle_and_byte_at_a_time_connections_do_not_slow_normal_requests() {
+    // Arrange: half the connections say nothing, half send a request head one byte every
+    // 200 ms (a head long enough to last the whole test).
+    let app = TestApp::spawn(Engine::Sqlite);
+    let count = descriptors_for(500);
+    let mut idle: Vec<TcpStream> = (0..count / 2)
+        .map(|_| TcpStream::connect(app.addr).expect("connect an idle client"))
+        .collect();
+    let trickling: Vec<TcpStream> = (0..count - count / 2)
+        .map(|_| TcpStream::connect(app.addr).expect("connect a slow client"))
+        .collect();
+    let head = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(200)
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickler = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut trickling = trickling;
+            for byte in head.bytes() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                for s in &mut trickling {
+                    let _ = s.write_all(&[byte]);
+                }
+                thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(300));
+
+    // Act: normal traffic for five seconds, from two clients at once.
+    let epoch = Instant::now();
+    let addr = app.addr;
+    let clients: Vec<_> = ["alice", "bob"]
+        .into_iter()
+        .map(|sub| {
+            thread::spawn(move || {
+                normal_traffic(addr, sub, epoch, Duration::from_secs(5), SOCKET_TIMEOUT)
+            })
+        })
+        .collect();
+    let log: Vec<_> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+
+    // Assert
+    let latencies: Vec<Duration> = log.iter().map(|(_, l, _)| *l).collect();
+    eprintln!(
+        "with {} idle and {} byte-at-a-time connections: {}",
+        count / 2,
+        count - count / 2,
+        summary(&latencies)
+    );
+    assert_all_served(&log, "beside idle and slow connections");
+    // The idle connections were really held open all along: one still works.
+    let held = &mut idle[0];
+    held.set_read_timeout(Some(SOCKET_TIMEOUT)).unwrap();
+    held.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = try_read_response(&mut BufReader::new(held.try_clone().unwrap()))
+        .expect("an idle connection of 6 s is still served");
+    assert_eq!(r.status, 200);
+    stop.store(true, Ordering::Relaxed);
+    trickler.join().unwrap();
+}
+
+/// A POST whose 5,000-byte body arrives one byte every 250 ms (20 minutes in all).
+struct SlowBody {
+    stream: TcpStream,
+    /// When the server answered or closed, since the head was sent; `None` while open.
+    cut: Arc<Mutex<Option<(Duration, String)>>>,
+}
+
+impl SlowBody {
+    fn start(addr: SocketAddr, epoch: Instant) -> SlowBody {
+        let mut stream = TcpStream::connect(addr).expect("connect a slow body");
+        let head = format!(
+            "POST /api/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{{",
+            token("slowpoke")
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let cut = Arc::new(Mutex::new(None));
+        let mut reader = stream.try_clone().unwrap();
+        reader
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let seen = cut.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            let what = match reader.read(&mut buf) {
+                Ok(0) => "closed without an answer".to_string(),
+                Ok(n) => String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            *seen.lock().unwrap() = Some((epoch.elapsed(), what));
+        });
+        SlowBody { stream, cut }
+    }
+
+    fn is_open(&self) -> bool {
+        self.cut.lock().unwrap().is_none()
+    }
+}
+
+#[test]
+fn slow_body_senders_are_cut_off_and_do_not_starve_other_requests() {
+    // Arrange: more slow bodies than the server has workers (8 in tests).
+    let app = TestApp::spawn(Engine::Sqlite);
+    assert_eq!(app.config.workers, 8);
+    let epoch = Instant::now();
+    let mut slow: Vec<SlowBody> = (0..10).map(|_| SlowBody::start(app.addr, epoch)).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Trickle for at most 16 s, so that the test ends even if nothing cuts them off.
+    let trickler = {
+        let stop = stop.clone();
+        let mut streams: Vec<TcpStream> =
+            slow.iter().map(|s| s.stream.try_clone().unwrap()).collect();
+        thread::spawn(move || {
+            let until = epoch + Duration::from_secs(16);
+            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                for s in &mut streams {
+                    let _ = s.write_all(b" ");
+                }
+                thread::sleep(Duration::from_millis(250));
+            }
+            for s in &streams {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(500));
+
+    // Act: normal requests throughout the window in which the slow ones should be cut.
+    let log = normal_traffic(
+        app.addr,
+        "alice",
+        epoch,
+        SOCKET_TIMEOUT + Duration::from_secs(2),
+        Duration::from_secs(4),
+    );
+    let deadline = epoch + SOCKET_TIMEOUT + Duration::from_secs(3);
+    while Instant::now() < deadline && slow.iter().any(SlowBody::is_open) {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let cuts: Vec<String> = slow
+        .iter()
+        .map(|s| match &*s.cut.lock().unwrap() {
+            Some((at, what)) => format!("cut at {at:?}: {what}"),
+            None => "still open".to_string(),
+        })
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    trickler.join().unwrap();
+    slow.clear();
+
+    // Assert
+    let latencies: Vec<Duration> = log.iter().map(|(_, l, _)| *l).collect();
+    eprintln!(
+        "beside 10 slow bodies: {}; slow bodies: {cuts:?}",
+        summary(&latencies)
+    );
+    assert_all_served(
+        &log,
+        &format!("beside 10 bodies trickling a byte every 250 ms (slow bodies: {cuts:?})"),
+    );
+    assert!(
+        cuts.iter().all(|c| c.starts_with("cut")),
+        "a body trickling one byte every 250 ms held its connection (and a worker) past \
+         {SOCKET_TIMEOUT:?} + 3 s: {cuts:#?}"
+    );
+    // The server is whole again.
+    assert_eq!(app.anonymous().get("/health").status, 200);
+}
+
+#[test]
+fn huge_declared_bodies_are_refused_at_once_and_do_not_pin_workers() {
+    // Arrange: more clients than workers declare 100 GB and then send nothing, keeping
+    // their connections open as an upload that is still starting would.
+    let app = TestApp::spawn(Engine::Sqlite);
+    let head = format!(
+        "POST /api/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100000000000\r\n\r\n",
+        token("alice")
+    );
+    let epoch = Instant::now();
+
+    // Act
+    let refused: Vec<_> = (0..10)
+        .map(|_| {
+            let head = head.clone();
+            let addr = app.addr;
+            thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(15)))
+                    .unwrap();
+                stream.write_all(head.as_bytes()).unwrap();
+                let r = try_read_response(&mut BufReader::new(stream.try_clone().unwrap()));
+                let answered = epoch.elapsed();
+                // Hold the connection a while after the answer, saying nothing.
+                thread::sleep(SOCKET_TIMEOUT + Duration::from_secs(1));
+                drop(stream);
+                (answered, r)
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let log = normal_traffic(
+        app.addr,
+        "bob",
+        epoch,
+        Duration::from_secs(3),
+        Duration::from_secs(12),
+    );
+    let refused: Vec<(Duration, io::Result<Response>)> =
+        refused.into_iter().map(|t| t.join().unwrap()).collect();
+
+    // Assert
+    let late: Vec<String> = refused
+        .iter()
+        .filter(|(at, r)| *at > NORMAL_LATENCY || !matches!(r, Ok(r) if r.status == 413))
+        .map(|(at, r)| format!("at {at:?}: {}", outcome(r)))
+        .collect();
+    let latencies: Vec<Duration> = log.iter().map(|(_, l, _)| *l).collect();
+    eprintln!(
+        "beside 10 silent 100 GB uploads: {}; 413s at {:?}",
+        summary(&latencies),
+        refused.iter().map(|(at, _)| *at).collect::<Vec<_>>()
+    );
+    assert!(
+        late.is_empty(),
+        "every 100 GB declaration must get its 413 within {NORMAL_LATENCY:?}: {late:#?}"
+    );
+    for (_, r) in &refused {
+        assert_json_error(r.as_ref().unwrap(), 413, "Content-Length 100000000000");
+    }
+    assert_all_served(
+        &log,
+        "beside 10 connections that declared 100 GB and went quiet",
+    );
+}
+
+// Transport limits.
+
+/// Sends raw bytes and expects an answer within 5 s (the limits must not wait for more).
+fn answer(app: &TestApp, raw: &[u8], context: &str) -> Response {
+    let (took, r) = timed_exchange(app.addr, raw, Duration::from_secs(5));
+    let r = r.unwrap_or_else(|e| panic!("{context}: no answer ({e}) after {took:?}"));
+    assert!(took < Duration::from_secs(5), "{context}: took {took:?}");
+    r
+}
+
+/// A POST /api/tasks head by alice with extra header lines, without the blank line.
+fn post_head(extra: &str) -> String {
+    format!(
+        "POST /api/tasks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/json\r\n{extra}",
+        token("alice")
+    )
+}
+
+#[test]
+fn the_request_line_is_limited_to_8_kib() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    // `GET <path> HTTP/1.1` of exactly `len` bytes; /health ignores its query string.
+    let line = |len: usize| {
+        let frame = "GET /health?p= HTTP/1.1".len();
+        format!("GET /health?p={} HTTP/1.1", "a".repeat(len - frame))
+    };
+    for (len, want) in [
+        (8 * 1024 - 1, 200),
+        (8 * 1024, 200),
+        (8 * 1024 + 1, 414),
+        (64 * 1024, 414),
+    ] {
+        let raw = format!("{}\r\nHost: x\r\nConnection: close\r\n\r\n", line(len));
+        let context = format!("a request line of {len} bytes");
+        let r = answer(&app, raw.as_bytes(), &context);
+        if want == 200 {
+            assert_eq!(r.status, 200, "{context}: {}", r.text());
+        } else {
+            assert_json_error(&r, want, &context);
+        }
+    }
+    assert_eq!(app.anonymous().get("/health").status, 200);
+}
+
+#[test]
+fn headers_are_limited_to_16_kib_and_100_lines() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let get = |extra: &str| {
+        format!("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n").into_bytes()
+    };
+    // Host and Connection are two of the lines.
+    let lines = |n: usize| {
+        (0..n)
+            .map(|i| format!("X-H{i}: {i}\r\n"))
+            .collect::<String>()
+    };
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("100 header lines", lines(98), 200),
+        ("101 header lines", lines(99), 431),
+        ("10,000 header lines", lines(9_998), 431),
+        (
+            "one header of 17 KiB",
+            format!("X-Big: {}\r\n", "a".repeat(17 * 1024)),
+            431,
+        ),
+        (
+            "twenty headers of 1 KiB",
+            (0..20)
+                .map(|i| format!("X-H{i}: {}\r\n", "a".repeat(1024)))
+                .collect(),
+            431,
+        ),
+        (
+            "headers of 15 KiB in all",
+            format!("X-Big: {}\r\n", "a".repeat(15 * 1024)),
+            200,
+        ),
+        // Header bytes are counted without their CRLF: Host (7), Connection (17), X-Big.
+        (
+            "headers of exactly 16 KiB",
+            format!("X-Big: {}\r\n", "a".repeat(16 * 1024 - 31)),
+            200,
+        ),
+        (
+            "headers of 16 KiB + 1",
+            format!("X-Big: {}\r\n", "a".repeat(16 * 1024 - 30)),
+            431,
+        ),
+    ];
+    for (context, extra, want) in cases {
+        let r = answer(&app, &get(&extra), context);
+        if want == 200 {
+            assert_eq!(r.status, 200, "{context}: {}", r.text());
+        } else {
+            assert_json_error(&r, want, context);
+        }
+    }
+    assert_eq!(app.anonymous().get("/health").status, 200);
+}
+
+#[test]
+fn a_token_over_8_kib_is_401_before_any_parsing() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    // auth.rs covers a signed token over 8 KiB; here the bytes are not even a JWT.
+    for (why, token) in [
+        ("8 KiB + 1 of garbage", "a".repeat(8 * 1024 + 1)),
+        ("12 KiB of dots", ".".repeat(12 * 1024)),
+        (
+            "a valid token padded with 9 KiB of spaces",
+            format!("{}{}", token("alice"), " ".repeat(9 * 1024)),
+        ),
+    ] {
+        let r = app.with_token(&token).get("/api/tasks");
+        if why.starts_with("a valid token") {
+            // Surrounding white space is trimmed before the length is checked.
+            assert_eq!(r.status, 200, "{why}: {}", r.text());
+            continue;
+        }
+        assert_json_error(&r, 401, why);
+        assert!(r.header("WWW-Authenticate").is_some(), "{why}");
+    }
+}
+
+#[test]
+fn deeply_nested_json_is_400_and_the_server_lives_on() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let alice = app.user("alice");
+    let depth = 10_000;
+    let cases = [
+        (
+            "10,000 nested arrays",
+            format!("{}{}", "[".repeat(depth), "]".repeat(depth)),
+        ),
+        ("10,000 unclosed arrays", "[".repeat(depth)),
+        (
+            "10,000 nested objects",
+            format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth)),
+        ),
+        (
+            "a title beside 10,000 nested arrays",
+            format!(
+                r#"{{"title":"x","x":{}{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            ),
+        ),
+    ];
+    let task = app.create(&alice, r#"{"title": "target"}"#);
+    for (context, body) in &cases {
+        let r = alice.post("/api/tasks", body);
+        assert_json_error(&r, 400, &format!("POST {context}"));
+        let r = alice.put(&format!("/api/tasks/{}", task["id"]), body);
+        assert_json_error(&r, 400, &format!("PUT {context}"));
+        assert_eq!(
+            app.anonymous().get("/health").status,
+            200,
+            "after {context}"
+        );
+    }
+    assert_eq!(alice.get("/api/tasks").json().as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn body_framing_that_is_ambiguous_or_broken_is_400() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let body = r#"{"title": "framed"}"#;
+    let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "Content-Length with Transfer-Encoding",
+            format!(
+                "{}Content-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n{chunked}",
+                post_head(""),
+                chunked.len()
+            ),
+        ),
+        (
+            "Transfer-Encoding then Content-Length",
+            format!(
+                "{}Transfer-Encoding: chunked\r\nContent-Length: {}\r\n\r\n{chunked}",
+                post_head(""),
+                chunked.len()
+            ),
+        ),
+        (
+            "two different Content-Lengths",
+            format!(
+                "{}Content-Length: {}\r\nContent-Length: 5\r\n\r\n{body}",
+                post_head(""),
+                body.len()
+            ),
+        ),
+        (
+            "Transfer-Encoding gzip",
+            format!("{}Transfer-Encoding: gzip\r\n\r\n{chunked}", post_head("")),
+        ),
+        (
+            "Transfer-Encoding gzip, chunked",
+            format!(
+                "{}Transfer-Encoding: gzip, chunked\r\n\r\n{chunked}",
+                post_head("")
+            ),
+        ),
+        (
+            "Content-Length abc",
+            format!("{}Content-Length: abc\r\n\r\n{body}", post_head("")),
+        ),
+        (
+            "Content-Length -1",
+            format!("{}Content-Length: -1\r\n\r\n{body}", post_head("")),
+        ),
+        (
+            "Content-Length +19",
+            format!("{}Content-Length: +19\r\n\r\n{body}", post_head("")),
+        ),
+        (
+            "Content-Length 1e3",
+            format!("{}Content-Length: 1e3\r\n\r\n{body}", post_head("")),
+        ),
+        (
+            "Content-Length beyond 64 bits",
+            format!(
+                "{}Content-Length: 99999999999999999999999\r\n\r\n{body}",
+                post_head("")
+            ),
+        ),
+        (
+            "a chunk size that is not hex",
+            format!(
+                "{}Transfer-Encoding: chunked\r\n\r\nzz\r\n{body}\r\n0\r\n\r\n",
+                post_head("")
+            ),
+        ),
+    ];
+    let alice = app.user("alice");
+    for (context, raw) in &cases {
+        let r = answer(&app, raw.as_bytes(), context);
+        assert_json_error(&r, 400, context);
+    }
+    assert_eq!(
+        alice.get("/api/tasks").json(),
+        Value::Array(vec![]),
+        "a refused request created a task"
+    );
+}
+
+#[test]
+fn oversized_bodies_are_413_however_they_are_framed() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let alice = app.user("alice");
+    // validation.rs covers 65,537 bytes in one chunk and a 10 MB declaration.
+    let kib = format!(r#"{{"title":"x","pad":"{}"}}"#, "a".repeat(1000));
+    let many_chunks: String = (0..70)
+        .map(|_| format!("{:x}\r\n{kib}\r\n", kib.len()))
+        .collect::<String>()
+        + "0\r\n\r\n";
+    let one_huge_chunk = format!("10000000000\r\n{}", "a".repeat(70 * 1024));
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "70 chunks of 1 KiB",
+            format!(
+                "{}Transfer-Encoding: chunked\r\n\r\n{many_chunks}",
+                post_head("")
+            ),
+        ),
+        (
+            "one chunk declaring 64 GiB, 70 KiB of it sent",
+            format!(
+                "{}Transfer-Encoding: chunked\r\n\r\n{one_huge_chunk}",
+                post_head("")
+            ),
+        ),
+        (
+            "Content-Length 100000000000 without a body",
+            format!("{}Content-Length: 100000000000\r\n\r\n", post_head("")),
+        ),
+        (
+            "Content-Length 18446744073709551615 without a body",
+            format!(
+                "{}Content-Length: 18446744073709551615\r\n\r\n",
+                post_head("")
+            ),
+        ),
+    ];
+    for (context, raw) in &cases {
+        let r = answer(&app, raw.as_bytes(), context);
+        assert_json_error(&r, 413, context);
+        assert_eq!(
+            app.anonymous().get("/health").status,
+            200,
+            "after {context}"
+        );
+    }
+    assert_eq!(alice.get("/api/tasks").json(), Value::Array(vec![]));
+}
+
+// SIGTERM under load.
+
+/// A `todo-api` process (as in lifecycle.rs) and the address it listens on.
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Process {
+    fn start(env: &[(&str, &str)]) -> Process {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_todo-api"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", "0")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start todo-api");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = loop {
+            let line = lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("a listening line");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining the log so the process never blocks on a full pipe.
+        thread::spawn(move || for _ in lines {});
+        Process { child, addr }
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The exit status and how long it took, or `None` if it took longer than `limit`.
+    fn wait(&mut self, limit: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some((status, started.elapsed()));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request of the load: when it started (since the signal, negative before it) and
+/// how it ended.
+struct Sent {
+    at_ms: i64,
+    result: io::Result<Response>,
+}
+
+#[test]
+fn sigterm_under_load_answers_what_it_accepts_and_loses_no_acknowledged_task() {
+    // Arrange
+    let db = TestDb::new(&Engine::Sqlite);
+    let todo_api::config::Database::Sqlite(path) = db.database() else {
+        unreachable!()
+    };
+    let mut p = Process::start(&[
+        ("DATABASE_URL", &format!("sqlite:{path}")),
+        ("BETTER_AUTH_SECRET", SECRET),
+        ("WORKERS", "8"),
+    ]);
+    let addr = p.addr;
+    let signalled: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let load: Vec<_> = (0..4)
+        .map(|i| {
+            let signalled = signalled.clone();
+            thread::spawn(move || {
+                let token = token("alice");
+                let started = Instant::now();
+                let mut sent = Vec::new();
+                let mut refused = 0;
+                for n in 0.. {
+                    let body = format!(r#"{{"title": "load {i}-{n}"}}"#);
+                    let raw =
+                        request_bytes("POST", "/api/tasks", Some(&token), Some(body.as_bytes()));
+                    let t = Instant::now();
+                    let result = exchange(addr, &raw, Duration::from_secs(15));
+                    let at_ms = match *signalled.lock().unwrap() {
+                        Some(s) if t >= s => (t - s).as_millis() as i64,
+                        Some(s) => -((s - t).as_millis() as i64),
+                        None => -1,
+                    };
+                    let was_refused =
+                        matches!(&result, Err(e) if e.kind() == io::ErrorKind::ConnectionRefused);
+                    sent.push(Sent { at_ms, result });
+                    // Stop once the listener is gone for good, or after 25 s whatever happens.
+                    refused = if was_refused { refused + 1 } else { 0 };
+                    if refused >= 3 || started.elapsed() > Duration::from_secs(25) {
+                        break;
+                    }
+                    if was_refused {
+                        thread::sleep(Duration::from_millis(50));
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+
+    // Act
+    thread::sleep(Duration::from_millis(1500));
+    *signalled.lock().unwrap() = Some(Instant::now());
+    p.terminate();
+    let exit = p.wait(Duration::from_secs(15));
+    let sent: Vec<Sent> = load.into_iter().flat_map(|t| t.join().unwrap()).collect();
+
+    // Assert
+    let (status, took) = exit.expect("the process did not exit within 15 s of SIGTERM");
+    let created: Vec<&Sent> = sent
+        .iter()
+        .filter(|s| matches!(&s.result, Ok(r) if r.status == 201))
+        .collect();
+    let after = created.iter().filter(|s| s.at_ms >= 0).count();
+    let last_after = created.iter().map(|s| s.at_ms).max().unwrap_or(0);
+    let refused = sent
+        .iter()
+        .filter(|s| matches!(&s.result, Err(e) if e.kind() == io::ErrorKind::ConnectionRefused))
+        .count();
+    let broken: Vec<String> = sent
+        .iter()
+        .filter(|s| matches!(&s.result, Err(e) if e.kind() != io::ErrorKind::ConnectionRefused))
+        .map(|s| format!("at {} ms: {}", s.at_ms, outcome(&s.result)))
+        .collect();
+    eprintln!(
+        "SIGTERM under load: exit {status:?} after {took:?}; {} requests, {} created ({after} \
+         begun after the signal, the last {last_after} ms after it), {refused} refused \
+         connections, other connection errors: {broken:?}",
+        sent.len(),
+        created.len()
+    );
+    let wrong: Vec<String> = sent
+        .iter()
+        .filter(|s| matches!(&s.result, Ok(r) if r.status != 201))
+        .map(|s| format!("at {} ms: {:?}", s.at_ms, outcome(&s.result)))
+        .collect();
+    assert!(created.len() >= 4, "the load did not get going");
+    // Every acknowledged task is stored: restart on the same file and look.
+    let acknowledged: BTreeSet<i64> = created
+        .iter()
+        .map(|s| s.result.as_ref().unwrap().json()["id"].as_i64().unwrap())
+        .collect();
+    let app = TestApp::spawn_with(db, |_| {});
+    let stored: BTreeSet<i64> = app
+        .user("alice")
+        .get("/api/tasks")
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    let lost: Vec<&i64> = acknowledged.difference(&stored).collect();
+    eprintln!(
+        "{} acknowledged, {} stored, {} lost",
+        acknowledged.len(),
+        stored.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged with 201 but not stored: {lost:?}"
+    );
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        wrong.is_empty(),
+        "an answered request got something other than its 201 (times since SIGTERM; \
+         the process exited {took:?} after it): {wrong:#?}"
+    );
+}
+
+// Two servers, one database.
+
+/// Two servers on one database: `a` owns it, `b` borrows it.
+fn two_instances(engine: Engine) -> (TestApp, TestApp) {
+    let a = TestApp::spawn(engine);
+    let database = a.config.database.clone();
+    let b = TestApp::spawn_with(TestDb::new(&Engine::Sqlite), |c| c.database = database);
+    (a, b)
+}
+
+fn two_instances_share_one_database(engine: Engine) {
+    // Arrange
+    let (a, b) = two_instances(engine);
+    let servers = [a.addr, b.addr];
+    let task = a.create(&a.user("alice"), r#"{"title": "shared"}"#);
+    let id = task["id"].as_i64().unwrap();
+
+    // Act: 60 toggles of one task, from 6 threads, alternating between the servers.
+    let toggles: Vec<_> = (0..6)
+        .map(|i| {
+            thread::spawn(move || {
+                (0..10)
+                    .map(|n| {
+                        let alice = Client {
+                            addr: servers[(i + n) % 2],
+                            token: Some(token("alice")),
+                        };
+                        alice.patch(&format!("/api/tasks/{id}/complete"), "").status
+                    })
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = toggles
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    // 100 creates from 4 threads, alternating between the servers.
+    let creates: Vec<_> = (0..4)
+        .map(|i| {
+            thread::spawn(move || {
+                (0..25)
+                    .map(|n| {
+                        let alice = Client {
+                            addr: servers[(i + n) % 2],
+                            token: Some(token("alice")),
+                        };
+                        let r = alice.post("/api/tasks", &format!(r#"{{"title": "c{i}-{n}"}}"#));
+                        assert_eq!(r.status, 201, "{}", r.text());
+                        r.json()["id"].as_i64().unwrap()
+                    })
+                    .collect::<Vec<i64>>()
+            })
+        })
+        .collect();
+    let created: BTreeSet<i64> = creates
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+
+    // Assert
+    assert!(statuses.iter().all(|&s| s == 200), "toggles: {statuses:?}");
+    for app in [&a, &b] {
+        let alice = app.user("alice");
+        let r = alice.get(&format!("/api/tasks/{id}"));
+        assert_eq!(
+            r.json()["completed"],
+            false,
+            "60 toggles leave it as it was"
+        );
+        let list = alice.get("/api/tasks").json();
+        let ids: BTreeSet<i64> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(created.len(), 100, "ids are unique across both servers");
+        assert_eq!(ids.len(), 101, "every create is kept, once");
+        assert!(created.is_subset(&ids) && ids.contains(&id));
+    }
+    // Isolation holds across servers: bob on one and carol on the other see and touch
+    // none of alice's tasks, nor she theirs.
+    for (mine, other, sub) in [(&a, &b, "bob"), (&b, &a, "carol")] {
+        let stranger = mine.user(sub);
+        assert_eq!(stranger.get("/api/tasks").json(), Value::Array(vec![]));
+        for (method, path) in [
+            ("GET", format!("/api/tasks/{id}")),
+            ("PATCH", format!("/api/tasks/{id}/complete")),
+            ("DELETE", format!("/api/tasks/{id}")),
+        ] {
+            let r = stranger.send(method, &path, None, &[]);
+            assert_eq!(r.status, 404, "{sub} {method} {path}: {}", r.text());
+        }
+        let theirs = mine.create(&stranger, r#"{"title": "not alice's"}"#);
+        let r = other
+            .user("alice")
+            .get(&format!("/api/tasks/{}", theirs["id"]));
+        assert_eq!(
+            r.status, 404,
+            "alice reads {sub}'s task through the other server"
+        );
+    }
+    assert_eq!(
+        b.user("alice").get(&format!("/api/tasks/{id}")).json()["completed"],
+        false
+    );
+}
+
+#[test]
+fn two_instances_share_one_sqlite_file() {
+    two_instances_share_one_database(Engine::Sqlite);
+}
+
+#[test]
+fn two_instances_share_one_postgres_database() {
+    if let Some(engine) = Engine::postgres() {
+        two_instances_share_one_database(engine);
+    }
+}
