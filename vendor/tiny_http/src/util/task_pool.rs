@@ -69,11 +69,16 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
-            self.add_thread(Some(code));
-        } else {
+        // todo-api patch: upstream queued the task whenever any thread was waiting, so a
+        // burst of connections could queue several tasks for one idle thread; that thread
+        // then ran one keep-alive connection for its whole life while the others' requests
+        // sat unread (wrk: 12 of 16 connections starved for most of a run). Queue a task
+        // only if a waiting thread is left for it.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) > queue.len() {
             queue.push_back(code);
             self.sharing.condvar.notify_one();
+        } else {
+            self.add_thread(Some(code));
         }
     }
 
