@@ -46,9 +46,19 @@ impl Reply {
 
     /// A JSON reply serialized from a value.
     pub fn to_json<T: Serialize + ?Sized>(status: u16, value: &T) -> Result<Reply> {
-        serde_json::to_vec(value)
-            .map(|body| Reply::json(status, body))
-            .map_err(|e| Error::Internal(format!("serializing a reply: {e}")))
+        Reply::to_json_sized(status, value, 512)
+    }
+
+    /// The same, into a buffer of `capacity` bytes to start with (a list knows its size).
+    pub fn to_json_sized<T: Serialize + ?Sized>(
+        status: u16,
+        value: &T,
+        capacity: usize,
+    ) -> Result<Reply> {
+        let mut body = Vec::with_capacity(capacity);
+        serde_json::to_writer(&mut body, value)
+            .map_err(|e| Error::Internal(format!("serializing a reply: {e}")))?;
+        Ok(Reply::json(status, body))
     }
 
     /// `204 No Content`.

@@ -17,7 +17,13 @@ const DESCRIPTION_MAX: usize = 1000;
 /// `GET /api/tasks`
 pub fn list(ctx: &Ctx, user: &User, req: &Request) -> Result<Reply> {
     let query = ListQuery::parse(req.query)?;
-    Reply::to_json(200, &ctx.store.list(&user.id, &query)?)
+    let tasks = ctx.store.list(&user.id, &query)?;
+    // About 200 bytes a task without a description: one allocation for most lists.
+    let capacity = 2 + tasks
+        .iter()
+        .map(|t| 240 + t.description.as_ref().map_or(0, String::len))
+        .sum::<usize>();
+    Reply::to_json_sized(200, &tasks, capacity)
 }
 
 /// `POST /api/tasks`

@@ -11,8 +11,9 @@ use crate::auth::User;
 use crate::config::Database;
 use crate::error::Result;
 use crate::tasks::{ListQuery, NewTask, SortKey, StatusFilter, TaskPatch};
+use crate::time::Micros;
 
-/// A task as the API returns it: timestamps already in their wire form.
+/// A task as the API returns it; serializing it is the response body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Task {
     /// The task's id, unique across all users.
@@ -23,12 +24,12 @@ pub struct Task {
     pub description: Option<String>,
     /// Whether the task is done.
     pub completed: bool,
-    /// When it is due, RFC 3339 UTC.
-    pub due_date: Option<String>,
-    /// When it was created, RFC 3339 UTC.
-    pub created_at: String,
-    /// When it last changed, RFC 3339 UTC.
-    pub updated_at: String,
+    /// When it is due; serialized as RFC 3339 UTC.
+    pub due_date: Option<Micros>,
+    /// When it was created; serialized as RFC 3339 UTC.
+    pub created_at: Micros,
+    /// When it last changed; serialized as RFC 3339 UTC.
+    pub updated_at: Micros,
 }
 
 /// One method per query the API needs. A `None` or `false` result means the task does

@@ -282,7 +282,7 @@ fn one(rows: &[Row]) -> Result<Task> {
 }
 
 fn task(row: &Row) -> Result<Task> {
-    let stamp = |t: SystemTime| Micros::from_system_time(t).to_rfc3339();
+    let stamp = Micros::from_system_time;
     Ok(Task {
         id: row.try_get(0)?,
         title: row.try_get(1)?,

@@ -206,8 +206,23 @@ fn task(row: &Row<'_>) -> rusqlite::Result<Task> {
         title: row.get(1)?,
         description: row.get(2)?,
         completed: row.get(3)?,
-        due_date: row.get(4)?,
-        created_at: row.get(5)?,
-        updated_at: row.get(6)?,
+        due_date: row
+            .get::<_, Option<String>>(4)?
+            .map(|s| stamp(4, &s))
+            .transpose()?,
+        created_at: stamp(5, &row.get::<_, String>(5)?)?,
+        updated_at: stamp(6, &row.get::<_, String>(6)?)?,
+    })
+}
+
+/// A stored timestamp: always the API's own form, so parsing it back cannot fail unless
+/// the file was edited by hand.
+fn stamp(column: usize, text: &str) -> rusqlite::Result<Micros> {
+    Micros::parse(text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            format!("not a timestamp: {text:?}").into(),
+        )
     })
 }
