@@ -40,6 +40,10 @@ pub struct Config {
     pub workers: usize,
     /// Pooled database connections.
     pub pool_size: u32,
+    /// Prepare PostgreSQL statements once per pooled connection (`DB_STATEMENT_CACHE`).
+    /// Faster, but wrong behind a transaction-mode pooler (Neon's `-pooler` endpoint), where
+    /// consecutive statements may reach different server connections; off by default.
+    pub statement_cache: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -54,6 +58,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("workers", &self.workers)
             .field("pool_size", &self.pool_size)
+            .field("statement_cache", &self.statement_cache)
             .finish()
     }
 }
@@ -143,7 +148,16 @@ impl Config {
             listen: SocketAddr::new(host, port),
             workers,
             pool_size,
+            statement_cache: parse_bool("DB_STATEMENT_CACHE", get("DB_STATEMENT_CACHE"))?,
         })
+    }
+}
+
+fn parse_bool(name: &str, value: Option<String>) -> Result<bool, String> {
+    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("0" | "false" | "no" | "off") => Ok(false),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some(other) => Err(format!("{name} must be true or false, not {other:?}")),
     }
 }
 
@@ -247,6 +261,7 @@ mod tests {
             ("PORT", "9000"),
             ("WORKERS", "3"),
             ("DB_POOL_SIZE", "2"),
+            ("DB_STATEMENT_CACHE", "true"),
         ])
         .unwrap();
         assert!(matches!(c.database, Database::Postgres(_)));
@@ -260,6 +275,7 @@ mod tests {
         assert_eq!(c.issuer.as_deref(), Some("https://app.example.com"));
         assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!((c.workers, c.pool_size), (3, 2));
+        assert!(c.statement_cache);
     }
 
     #[test]
@@ -272,6 +288,7 @@ mod tests {
             ("WORKERS", "0"),
             ("BETTER_AUTH_URL", "ftp://x"),
             ("BETTER_AUTH_SECRET", "short"),
+            ("DB_STATEMENT_CACHE", "maybe"),
         ] {
             assert!(
                 config(&[(key, value)]).is_err(),

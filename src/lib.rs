@@ -30,7 +30,7 @@ pub use server::Server;
 
 /// Opens the database, binds the listener and starts the workers.
 pub fn start(config: Config) -> Result<Server, String> {
-    let store = db::open(&config.database, config.pool_size)?;
+    let store = db::open(&config.database, config.pool_size, config.statement_cache)?;
     let ctx = router::Ctx {
         store,
         auth: auth::Authenticator::new(&config),
@@ -43,11 +43,16 @@ pub fn start(config: Config) -> Result<Server, String> {
         config.cors_origins.clone(),
     )?;
     log::info!(
-        "listening on http://{} (database: {}, workers: {}, pool: {}, cors: {})",
+        "listening on http://{} (database: {}, workers: {}, pool: {}{}, cors: {})",
         server.addr(),
         db::redact(&config.database),
         config.workers,
         config.pool_size,
+        if config.statement_cache {
+            ", statement cache"
+        } else {
+            ""
+        },
         config.cors_origins.join(" ")
     );
     if config.secret_is_generated {

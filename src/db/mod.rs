@@ -55,10 +55,19 @@ pub trait Store: Send + Sync {
     fn toggle(&self, user_id: &str, id: i64) -> Result<Option<Task>>;
 }
 
-/// Opens the configured database and makes sure its tables exist.
-pub fn open(database: &Database, pool_size: u32) -> Result<Box<dyn Store>, String> {
+/// Opens the configured database and makes sure its tables exist. `statement_cache`
+/// prepares PostgreSQL statements once per connection (not behind a transaction pooler).
+pub fn open(
+    database: &Database,
+    pool_size: u32,
+    statement_cache: bool,
+) -> Result<Box<dyn Store>, String> {
     match database {
-        Database::Postgres(url) => Ok(Box::new(postgres::PgStore::open(url, pool_size)?)),
+        Database::Postgres(url) => Ok(Box::new(postgres::PgStore::open(
+            url,
+            pool_size,
+            statement_cache,
+        )?)),
         #[cfg(feature = "sqlite")]
         Database::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path, pool_size)?)),
         #[cfg(not(feature = "sqlite"))]

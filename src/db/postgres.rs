@@ -2,6 +2,7 @@
 //! one-round-trip statements (`query_typed`: unnamed, so a transaction-mode pooler such as
 //! Neon's `-pooler` endpoint never sees a prepared statement it cannot route).
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use postgres::config::SslMode;
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
-use postgres::{Client, Row};
+use postgres::{Client, Row, Statement};
 use postgres_native_tls::MakeTlsConnector;
 use r2d2_postgres::PostgresConnectionManager;
 
@@ -31,8 +32,67 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long after a lost connection every checkout is tested first.
 const SUSPECT_WINDOW: Duration = Duration::from_secs(10);
 
-type Pool = r2d2::Pool<PostgresConnectionManager<MakeTlsConnector>>;
-type Conn = r2d2::PooledConnection<PostgresConnectionManager<MakeTlsConnector>>;
+type Pool = r2d2::Pool<Manager>;
+type Conn = r2d2::PooledConnection<Manager>;
+
+/// A pooled client, with its prepared statements when the statement cache is on.
+pub struct PgConn {
+    client: Client,
+    statements: Option<HashMap<String, Statement>>,
+}
+
+impl PgConn {
+    /// Runs a statement in one round trip: a statement prepared once per connection when the
+    /// cache is on (Bind/Execute only), else an unnamed one (`query_typed`: Parse, Bind and
+    /// Execute together), which is what a transaction-mode pooler needs.
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let Some(statements) = &mut self.statements else {
+            return self.client.query_typed(sql, params);
+        };
+        let statement = match statements.get(sql) {
+            Some(s) => s.clone(),
+            None => {
+                let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+                let s = self.client.prepare_typed(sql, &types)?;
+                statements.insert(sql.to_string(), s.clone());
+                s
+            }
+        };
+        let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+        self.client.query(&statement, &values)
+    }
+}
+
+/// r2d2's manager for `PgConn`: r2d2_postgres's, plus the statement cache.
+pub struct Manager {
+    inner: PostgresConnectionManager<MakeTlsConnector>,
+    statement_cache: bool,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        let client = self.inner.connect()?;
+        Ok(PgConn {
+            client,
+            statements: self.statement_cache.then(HashMap::new),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        self.inner.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
 
 /// The PostgreSQL implementation of [`Store`].
 pub struct PgStore {
@@ -47,9 +107,12 @@ pub struct PgStore {
 impl PgStore {
     /// Builds the pool (lazily: an unreachable database is a 503 later, not a crash now)
     /// and tries once to create the tables.
-    pub fn open(url: &str, pool_size: u32) -> Result<PgStore, String> {
+    pub fn open(url: &str, pool_size: u32, statement_cache: bool) -> Result<PgStore, String> {
         let (config, tls) = connect_options(url)?;
-        let manager = PostgresConnectionManager::new(config, tls);
+        let manager = Manager {
+            inner: PostgresConnectionManager::new(config, tls),
+            statement_cache,
+        };
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(pool_size.min(2)))
@@ -78,13 +141,13 @@ impl PgStore {
         // so that a write is never sent on a connection that is already gone. r2d2 drops
         // a connection that failed the test when it comes back (`has_broken`).
         let mut tries = self.pool.max_size();
-        while self.suspect() && tries > 0 && conn.simple_query("").is_err() {
+        while self.suspect() && tries > 0 && conn.client.simple_query("").is_err() {
             drop(conn);
             conn = self.pool.get()?;
             tries -= 1;
         }
         if !self.schema_ready.load(Ordering::Acquire) {
-            let mut tx = conn.transaction()?;
+            let mut tx = conn.client.transaction()?;
             tx.execute("select pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
             // "relation already exists, skipping" at every start is noise, not news.
             tx.batch_execute("set local client_min_messages = warning")?;
@@ -97,10 +160,10 @@ impl PgStore {
 
     /// Runs a read-only query, once more on a fresh connection if the pooled one turned out
     /// to be dead (the database restarted since it was opened). Reads are safe to repeat.
-    fn read<T>(&self, f: impl Fn(&mut Client) -> Result<T, postgres::Error>) -> Result<T> {
+    fn read<T>(&self, f: impl Fn(&mut PgConn) -> Result<T, postgres::Error>) -> Result<T> {
         let mut conn = self.conn()?;
         match f(&mut conn) {
-            Err(e) if conn.is_closed() => {
+            Err(e) if conn.client.is_closed() => {
                 self.mark_suspect();
                 log::debug!("retrying a read on a fresh connection after: {e}");
                 drop(conn);
@@ -111,10 +174,10 @@ impl PgStore {
     }
 
     /// Runs a write. Never retried: whether a lost connection committed it is unknowable.
-    fn write<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>) -> Result<T> {
+    fn write<T>(&self, f: impl FnOnce(&mut PgConn) -> Result<T, postgres::Error>) -> Result<T> {
         let mut conn = self.conn()?;
         let result = f(&mut conn);
-        if result.is_err() && conn.is_closed() {
+        if result.is_err() && conn.client.is_closed() {
             self.mark_suspect();
         }
         Ok(result?)
@@ -140,7 +203,7 @@ impl Store for PgStore {
     fn ping(&self) -> Result<()> {
         // Bounded, so that /health answers even when the database hangs without closing
         // its connections (no other statement has a client-side time limit).
-        self.read(|c| c.is_valid(PING_TIMEOUT))
+        self.read(|c| c.client.is_valid(PING_TIMEOUT))
     }
 
     fn upsert_user(&self, user: &User) -> Result<()> {
@@ -153,7 +216,7 @@ impl Store for PgStore {
             status_clause(query.status),
             order_clause(query, r#"lower(title collate "C")"#)
         );
-        let rows = self.read(|c| c.query_typed(&sql, &[(&user_id, Type::TEXT)]))?;
+        let rows = self.read(|c| c.query(&sql, &[(&user_id, Type::TEXT)]))?;
         rows.iter().map(task).collect()
     }
 
@@ -163,8 +226,8 @@ impl Store for PgStore {
              values ($1, $2, $3, $4, $5) returning {COLUMNS}"
         );
         let due = new.due_date.map(Micros::to_system_time);
-        let insert = |c: &mut Client| {
-            c.query_typed(
+        let insert = |c: &mut PgConn| {
+            c.query(
                 &sql,
                 &[
                     (&user.id, Type::TEXT),
@@ -188,7 +251,7 @@ impl Store for PgStore {
 
     fn get(&self, user_id: &str, id: i64) -> Result<Option<Task>> {
         let sql = format!("select {COLUMNS} from tasks where id = $1 and user_id = $2");
-        let rows = self.read(|c| c.query_typed(&sql, &id_and_user(&id, &user_id)))?;
+        let rows = self.read(|c| c.query(&sql, &id_and_user(&id, &user_id)))?;
         rows.first().map(task).transpose()
     }
 
@@ -207,7 +270,7 @@ impl Store for PgStore {
         let set_due = patch.due_date.is_some();
         let due = patch.due_date.flatten().map(Micros::to_system_time);
         let rows = self.write(|c| {
-            c.query_typed(
+            c.query(
                 &sql,
                 &[
                     (&id, Type::INT8),
@@ -226,7 +289,7 @@ impl Store for PgStore {
 
     fn delete(&self, user_id: &str, id: i64) -> Result<bool> {
         let sql = "delete from tasks where id = $1 and user_id = $2 returning id";
-        let rows = self.write(|c| c.query_typed(sql, &id_and_user(&id, &user_id)))?;
+        let rows = self.write(|c| c.query(sql, &id_and_user(&id, &user_id)))?;
         Ok(!rows.is_empty())
     }
 
@@ -235,7 +298,7 @@ impl Store for PgStore {
             "update tasks set completed = not completed, updated_at = now() \
              where id = $1 and user_id = $2 returning {COLUMNS}"
         );
-        let rows = self.write(|c| c.query_typed(&sql, &id_and_user(&id, &user_id)))?;
+        let rows = self.write(|c| c.query(&sql, &id_and_user(&id, &user_id)))?;
         rows.first().map(task).transpose()
     }
 }
@@ -243,15 +306,15 @@ impl Store for PgStore {
 /// Creates the user's row or refreshes its email and name. An email already held by
 /// another user id must not fail the request (API.md, Authentication): the row is then
 /// kept without it.
-fn upsert_user_on(c: &mut Client, user: &User) -> Result<(), postgres::Error> {
+fn upsert_user_on(c: &mut PgConn, user: &User) -> Result<(), postgres::Error> {
     const UPSERT: &str = "insert into users (id, email, name) values ($1, $2, $3) \
         on conflict (id) do update set \
         email = coalesce(excluded.email, users.email), \
         name = coalesce(excluded.name, users.name) \
         where users.email is distinct from coalesce(excluded.email, users.email) \
         or users.name is distinct from coalesce(excluded.name, users.name)";
-    let run = |c: &mut Client, email: &Option<String>| {
-        c.query_typed(
+    let run = |c: &mut PgConn, email: &Option<String>| {
+        c.query(
             UPSERT,
             &[
                 (&user.id, Type::TEXT),

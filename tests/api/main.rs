@@ -13,5 +13,6 @@ mod lifecycle;
 mod openapi;
 mod outage;
 mod pgbouncer;
+mod statements;
 mod tasks;
 mod validation;
