@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -26,23 +26,6 @@ const NORMAL_LATENCY: Duration = Duration::from_secs(2);
 /// One request of `normal_traffic`: when it started, how long it took, how it ended.
 type Logged = (Duration, Duration, io::Result<Response>);
 
-/// The bytes of one request, framed as `Client::send` frames it.
-fn request_bytes(method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> Vec<u8> {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if let Some(token) = token {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    if let Some(body) = body {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    head.push_str("\r\n");
-    let mut raw = head.into_bytes();
-    raw.extend_from_slice(body.unwrap_or_default());
-    raw
-}
 
 /// Writes `raw` on a new connection and reads one response, waiting at most `patience`
 /// for any one read.
@@ -165,9 +148,15 @@ fn normal_traffic(
     while Instant::now() < until {
         let raw = if n % 2 == 0 {
             let body = format!(r#"{{"title": "normal {n}"}}"#);
-            request_bytes("POST", "/api/tasks", Some(&token), Some(body.as_bytes()))
+            request_bytes(
+                "POST",
+                "/api/tasks",
+                Some(&token),
+                Some(body.as_bytes()),
+                &[],
+            )
         } else {
-            request_bytes("GET", "/api/tasks", Some(&token), None)
+            request_bytes("GET", "/api/tasks", Some(&token), None, &[])
         };
         let start = epoch.elapsed();
         let (latency, r) = timed_exchange(addr, &raw, patience);
@@ -796,74 +785,6 @@ fn oversized_bodies_are_413_however_they_are_framed() {
 
 // SIGTERM under load.
 
-/// A `todo-api` process (as in lifecycle.rs) and the address it listens on.
-struct Process {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Process {
-    fn start(env: &[(&str, &str)]) -> Process {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_todo-api"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PORT", "0")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start todo-api");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr = loop {
-            let line = lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("a listening line");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        // Keep draining the log so the process never blocks on a full pipe.
-        thread::spawn(move || for _ in lines {});
-        Process { child, addr }
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// The exit status and how long it took, or `None` if it took longer than `limit`.
-    fn wait(&mut self, limit: Duration) -> Option<(std::process::ExitStatus, Duration)> {
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some((status, started.elapsed()));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// One request of the load: when it started (since the signal, negative before it) and
 /// how it ended.
 struct Sent {
@@ -895,8 +816,13 @@ fn sigterm_under_load_answers_what_it_accepts_and_loses_no_acknowledged_task() {
                 let mut refused = 0;
                 for n in 0.. {
                     let body = format!(r#"{{"title": "load {i}-{n}"}}"#);
-                    let raw =
-                        request_bytes("POST", "/api/tasks", Some(&token), Some(body.as_bytes()));
+                    let raw = request_bytes(
+                        "POST",
+                        "/api/tasks",
+                        Some(&token),
+                        Some(body.as_bytes()),
+                        &[],
+                    );
                     let t = Instant::now();
                     let result = exchange(addr, &raw, Duration::from_secs(15));
                     let at_ms = match *signalled.lock().unwrap() {
@@ -924,7 +850,7 @@ fn sigterm_under_load_answers_what_it_accepts_and_loses_no_acknowledged_task() {
     // Act
     thread::sleep(Duration::from_millis(1500));
     *signalled.lock().unwrap() = Some(Instant::now());
-    p.terminate();
+    p.signal("TERM");
     let exit = p.wait(Duration::from_secs(15));
     let sent: Vec<Sent> = load.into_iter().flat_map(|t| t.join().unwrap()).collect();
 

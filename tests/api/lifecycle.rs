@@ -1,9 +1,9 @@
 //! The server as a process: health, unknown routes, request ids, restart persistence,
 //! schema idempotence, TLS to PostgreSQL, the `todo-api` command line and SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::BufReader;
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -144,79 +144,6 @@ dbtest!(schema_creation_leaves_existing_data_alone, |app| {
     );
 });
 
-/// A `todo-api` process with the given environment, and the address it listens on.
-struct Process {
-    child: Child,
-    addr: std::net::SocketAddr,
-    log: std::sync::mpsc::Receiver<String>,
-}
-
-impl Process {
-    fn start(env: &[(&str, &str)]) -> Process {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_todo-api"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PORT", "0")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start todo-api");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, log) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr = loop {
-            let line = log
-                .recv_timeout(deadline - Instant::now())
-                .expect("a listening line");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        Process { child, addr, log }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the process did not exit in {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn logged(&self) -> Vec<String> {
-        self.log.try_iter().collect()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn sigterm_and_sigint_finish_in_flight_requests_and_exit_zero() {
     for signal in ["TERM", "INT"] {
@@ -254,7 +181,7 @@ fn sigterm_and_sigint_finish_in_flight_requests_and_exit_zero() {
             "SIG{signal}: the in-flight request completes: {}",
             r.text()
         );
-        let status = p.wait(Duration::from_secs(10));
+        let (status, _) = p.wait(Duration::from_secs(10)).expect("exits within 10 s");
         assert!(status.success(), "SIG{signal}: exit status {status:?}");
         let log = p.logged().join("\n");
         assert!(log.contains("POST /api/tasks 201"), "{log}");
