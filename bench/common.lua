@@ -8,6 +8,9 @@
 -- Every thread counts its non-2xx responses; done() sums them and prints one line:
 --   BENCH_RESULT name=... requests=N secs=S rps=R p50_ms=.. p90_ms=.. p99_ms=.. max_ms=..
 --                non2xx=N sock_err=N timeouts=N
+-- The latency object wrk hands to done() is already corrected for coordinated omission
+-- (wrk's stats_correct): a stall of S seconds on a connection that normally turns a request
+-- around every I seconds adds S/I synthetic samples, so stalls show in p99 even when few.
 -- plus, when something failed, BENCH_ERRORS with the first few statuses and bodies.
 
 D = dofile(os.getenv("BENCH_DATA"))

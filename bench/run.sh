@@ -79,13 +79,17 @@ DB="todo_bench_$$_${RANDOM}"
 DB_CREATED=0
 SERVER_PID=""
 SAMPLER_PID=""
-# Our own copy, so that a binary replaced mid-run does not change what is measured.
-BIN=$WORK/todo-api
+PROBE_PID=""
+STALLED="?"
+# Our own copy, so that a binary replaced mid-run does not change what is measured, under
+# a name that a `pkill todo-api` elsewhere on the machine does not hit.
+BIN=$WORK/bench-server
 cp "$SRC_BIN" "$BIN"
 
 cleanup() {
     local rc=$?
     [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null || true
+    [ -n "$PROBE_PID" ] && kill "$PROBE_PID" 2>/dev/null || true
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -141,6 +145,8 @@ start_server() {
     done
     [ -n "$port" ] || { tail -20 "$slog" >&2; die "$name server: no 'listening on' line in 30 s"; }
     URL="http://127.0.0.1:$port"
+    # "(database: ..., workers: 8, pool: 8, ...)" from the start-up line, if it says so
+    SERVER_INFO[$name]=$(grep -m1 -aoE 'workers: [0-9]+, pool: [0-9]+' "$slog" || true)
     for _ in $(seq 300); do
         [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/health" || true)" = 200 ] && return 0
         sleep 0.1
@@ -161,6 +167,26 @@ stop_server() {
     wait "$SERVER_PID" || rc=$?
     [ "$rc" = 0 ] || [ "$rc" = 137 ] || WARNINGS+=("$name server exited with status $rc on SIGTERM (contract: 0)")
     SERVER_PID=""
+}
+
+# conn_bytes PORT: "peer bytes_received" for each established connection to the server
+conn_bytes() {
+    ss -tniH state established "( sport = :$1 )" 2>/dev/null | awk '
+        /^[^ \t]/ { if (peer != "") print peer, br; peer = $4; br = 0; next }
+        { if (match($0, /bytes_received:[0-9]+/)) br = substr($0, RSTART + 15, RLENGTH - 15) }
+        END { if (peer != "") print peer, br }'
+}
+# stall_probe PORT SECONDS OUTFILE: how many connections received no new bytes (so got no
+# response: wrk sends the next request as soon as a response arrives) between 25 % and 85 %
+# of a run; "?" when ss is not available
+stall_probe() {
+    local port=$1 secs=$2 out=$3
+    if ! command -v ss >/dev/null 2>&1; then echo "?" >"$out"; return 0; fi
+    sleep "$(awk -v s="$secs" 'BEGIN { print s * 0.25 }')"
+    conn_bytes "$port" | sort >"$out.a"
+    sleep "$(awk -v s="$secs" 'BEGIN { print s * 0.6 }')"
+    conn_bytes "$port" | sort >"$out.b"
+    join "$out.a" "$out.b" | awk '$2 == $3 { n++ } END { print n + 0 }' >"$out"
 }
 
 rss_kb() {
@@ -268,13 +294,25 @@ reset_mix_users() {
     done
 }
 
+# check_accepting BACKEND: the server must answer /health on a new connection within 5 s
+check_accepting() {
+    local code
+    code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$URL/health" || true)
+    [ "$code" = 200 ] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || die "$1 server has exited; last log lines: $(tail -3 "$WORK/$1.server.log" | tr '\n' ' ')"
+    die "$1 server (pid $SERVER_PID, still running) does not answer GET /health on a new connection (got '$code' within 5 s): it stopped accepting connections. Last WARN/ERROR in its log: $(grep -aE '\b(ERROR|WARN)\b' "$WORK/$1.server.log" | tail -2 | tr '\n' ' ')"
+}
+
 # run_wrk BACKEND SCENARIO CONNS SECONDS OUTFILE [sample]: sets RUN_LINE (BENCH_RESULT line)
 run_wrk() {
     local backend=$1 scen=$2 c=$3 secs=$4 out=$5 sample=${6:-} line
+    check_accepting "$backend"
     if [ -n "$sample" ]; then
         : >"$WORK/rss.samples"
         sample_rss "$SERVER_PID" "$WORK/rss.samples" </dev/null >/dev/null 2>&1 &
         SAMPLER_PID=$!
+        stall_probe "${URL##*:}" "$secs" "$WORK/stalls.txt" </dev/null >/dev/null 2>&1 &
+        PROBE_PID=$!
     fi
     BENCH_DATA="$WORK/data-$backend.lua" BENCH_NAME="$backend/$scen/$c" \
         wrk -t2 -c"$c" -d"${secs}s" --timeout 10s --latency -s "$BENCH_DIR/$scen.lua" "$URL" \
@@ -283,6 +321,9 @@ run_wrk() {
         kill "$SAMPLER_PID" 2>/dev/null || true
         wait "$SAMPLER_PID" 2>/dev/null || true
         SAMPLER_PID=""
+        wait "$PROBE_PID" 2>/dev/null || true
+        PROBE_PID=""
+        STALLED=$(cat "$WORK/stalls.txt" 2>/dev/null || true); STALLED=${STALLED:-?}
     fi
     kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$WORK/$backend.server.log" >&2; die "$backend server died during $scen/$c"; }
     line=$(grep -a '^BENCH_RESULT ' "$out" | tail -1 || true)
@@ -293,7 +334,8 @@ run_wrk() {
 # run_pgbench SCENARIO CONNS SECONDS OUTFILE: sets PG_TPS (mixed: requests/s equivalent,
 # create_delete.sql counting as two requests) and PG_FAILED
 run_pgbench() {
-    local scen=$1 c=$2 secs=$3 out=$4 files=() defs=() tps failed total cd
+    local scen=$1 c=$2 secs=$3 out=$4 files=() defs=() tps failed total cd label=""
+    [[ $out == *.warmup.txt ]] && label=" (warm-up)"
     case $scen in
         list|get|toggle) defs=(-D "ubase=$LIST_SUB" -D nusers=1 -D idbase="$LIST_IDBASE"); files=("$scen.sql") ;;
         create) defs=(-D "ubase=$CREATE_SUB" -D nusers=1 -D idbase="$LIST_IDBASE"); files=(create.sql) ;;
@@ -302,9 +344,17 @@ run_pgbench() {
     defs+=(-D "ntasks=$NTASKS")
     local fargs=()
     for f in "${files[@]}"; do fargs+=(-f "$BENCH_DIR/sql/$f"); done
-    if ! (cd "$WORK" && pgbench -n -M prepared -T "$secs" -c "$c" -j 2 "${defs[@]}" "${fargs[@]}" "$DB") >"$out" 2>&1; then
-        WARNINGS+=("pgbench $scen/$c exited non-zero: $(grep -m2 -aiE 'error|abort' "$out" | tr '\n' ' ')")
-    fi
+    local try ok=0
+    for try in 1 2 3 4 5 6; do
+        if (cd "$WORK" && pgbench -n -M prepared -T "$secs" -c "$c" -j 2 "${defs[@]}" "${fargs[@]}" "$DB") >"$out" 2>&1; then
+            ok=1; break
+        fi
+        # PostgreSQL is shared: other clients can leave fewer than $c connections free
+        grep -aq 'too many clients' "$out" || break
+        log "pgbench $scen/$c: too many clients on PostgreSQL ($(psql -Atc 'select count(*) from pg_stat_activity' postgres 2>/dev/null || echo ?) connected), retry $try in 5 s"
+        sleep 5
+    done
+    [ "$ok" = 1 ] || WARNINGS+=("pgbench $scen/$c$label exited non-zero: $(grep -m2 -aiE 'error|abort' "$out" | tr '\n' ' ' || true)")
     tps=$(awk '/^tps = / { print $3; exit }' "$out")
     failed=$(awk -F'[: ]+' '/^number of failed transactions/ { print $5; exit }' "$out")
     if [ "$scen" = mixed ] && [ -n "$tps" ]; then
@@ -317,55 +367,115 @@ run_pgbench() {
     PG_FAILED=${failed:-0}
 }
 
+# The server's access log (one line per request, "... METHOD PATH STATUS 1.2ms id=...") is
+# read back for each run: wrk never sees a response that arrives after it stops, so a
+# request stuck for seconds at the end of a run would otherwise go unreported.
+log_lines() { wc -l <"$WORK/$1.server.log"; }
+wait_log_quiet() { # NAME: until the log stops growing (in-flight requests done), 15 s at most
+    local a b
+    for _ in $(seq 50); do
+        a=$(log_lines "$1"); sleep 0.3; b=$(log_lines "$1")
+        [ "$a" = "$b" ] && return 0
+    done
+    return 0
+}
+# log_stats NAME FROM_LINE: sets LOG_STATS "logged=N bad=N slow=N max_ms=X codes=503:2,..."
+log_stats() {
+    LOG_STATS=$(tail -n +"$(( $2 + 1 ))" "$WORK/$1.server.log" | awk '
+        match($0, /\] [A-Z]+ [^ ]+ [0-9][0-9][0-9] [0-9.]+ms/) {
+            split(substr($0, RSTART + 2, RLENGTH - 2), f, " ")
+            st = f[3]; ms = f[4]; sub(/ms$/, "", ms); ms += 0
+            n++; if (ms > max) max = ms; if (ms > 1000) slow++
+            if (st !~ /^2/) { bad++; codes[st]++ }
+        }
+        END {
+            c = ""; for (k in codes) c = c (c == "" ? "" : ",") k ":" codes[k]
+            printf "logged=%d bad=%d slow=%d max_ms=%.1f codes=%s", n, bad, slow, max, (c == "" ? "-" : c)
+        }')
+}
+
 WARNINGS=()
-declare -A RES PGB RSS
+declare -A RES PGB RSS LOGS SERVER_INFO STALLS
 BAD_RUNS=0
 
 errors_of() { # BENCH_RESULT line -> "N" total of non-2xx + socket errors + timeouts
     echo $(( $(kv "$1" non2xx) + $(kv "$1" sock_err) + $(kv "$1" timeouts) ))
 }
 
+# Every PostgreSQL run, ours and pgbench's, starts from a vacuumed table: the toggle and
+# update runs leave tens of thousands of dead index entries on the seeded rows (completed
+# is indexed, so those updates are not HOT), and a list run that has to step over them is
+# several times slower, whichever client runs it.
+vacuum_db() {
+    psql -qAtX -d "$DB" -c 'vacuum (analyze) tasks' -c 'vacuum (analyze) users' >/dev/null 2>&1 ||
+        WARNINGS+=("vacuum of $DB failed")
+}
+
 # bench_backend NAME: warm-up + measured wrk run per scenario and connection count, and
 # (postgres) pgbench for the same SQL right after each
 bench_backend() {
-    local backend=$1 scen c line w
+    local backend=$1 scen c line w from
     for scen in $SCENARIOS; do
         for c in $CONNS; do
+            if [ "$backend" = pg ]; then vacuum_db; fi
             if [ "$WARMUP" -gt 0 ]; then
+                from=$(log_lines "$backend")
                 run_wrk "$backend" "$scen" "$c" "$WARMUP" "$WORK/$backend-$scen-$c.warmup.txt"; w=$RUN_LINE
+                wait_log_quiet "$backend"; log_stats "$backend" "$from"
                 [ "$(errors_of "$w")" = 0 ] || WARNINGS+=("$backend $scen/$c warm-up: $(kv "$w" non2xx) non-2xx, $(kv "$w" sock_err) socket errors, $(kv "$w" timeouts) timeouts")
+                [ "$(kv "$LOG_STATS" bad)" = 0 ] || WARNINGS+=("$backend $scen/$c warm-up, server log: $LOG_STATS")
                 if [ "$scen" = mixed ]; then reset_mix_users; fi
             fi
+            from=$(log_lines "$backend")
             run_wrk "$backend" "$scen" "$c" "$SECS" "$WORK/$backend-$scen-$c.txt" sample; line=$RUN_LINE
+            wait_log_quiet "$backend"; log_stats "$backend" "$from"
+            LOGS[$backend:$scen:$c]=$LOG_STATS
+            if [ "$(kv "$LOG_STATS" bad)" != 0 ] || [ "$(kv "$LOG_STATS" slow)" != 0 ]; then
+                WARNINGS+=("$backend $scen/$c, server log (incl. responses wrk did not wait for): $LOG_STATS")
+            fi
             local max; max=$(sort -n "$WORK/rss.samples" | tail -1); max=${max:-$(rss_kb "$SERVER_PID")}
             RSS[$backend:$scen:$c]=$max
             RES[$backend:$scen:$c]=$line
-            log "$backend $scen c=$c: $(kv "$line" rps) req/s, p50 $(kv "$line" p50_ms) ms, p99 $(kv "$line" p99_ms) ms, non-2xx $(kv "$line" non2xx), sock $(kv "$line" sock_err), timeouts $(kv "$line" timeouts), RSS max $((max / 1024)) MB"
-            if [ "$(errors_of "$line")" != 0 ]; then
+            log "$backend $scen c=$c: $(kv "$line" rps) req/s, stalled conns $STALLED/$c, p50 $(kv "$line" p50_ms) ms, p99 $(kv "$line" p99_ms) ms, non-2xx $(kv "$line" non2xx), sock $(kv "$line" sock_err), timeouts $(kv "$line" timeouts), RSS max $((max / 1024)) MB"
+            STALLS[$backend:$scen:$c]=$STALLED
+            if [ "$STALLED" != 0 ] && [ "$STALLED" != "?" ]; then
+                WARNINGS+=("$backend $scen/$c: $STALLED of $c connections made no progress through the middle of the run (server-side bytes_received unchanged from 25 % to 85 % of it): requests the server left unanswered, which wrk does not count")
+            fi
+            if [ "$(errors_of "$line")" != 0 ] || [ "$(kv "$LOG_STATS" bad)" != 0 ]; then
                 BAD_RUNS=$((BAD_RUNS + 1))
-                WARNINGS+=("$backend $scen/$c: $(kv "$line" non2xx) non-2xx, $(kv "$line" sock_err) socket errors, $(kv "$line" timeouts) timeouts; first: $(grep -a '^BENCH_ERRORS' "$WORK/$backend-$scen-$c.txt" | cut -c14-400)")
+                WARNINGS+=("$backend $scen/$c: $(kv "$line" non2xx) non-2xx, $(kv "$line" sock_err) socket errors, $(kv "$line" timeouts) timeouts; first: $(grep -a '^BENCH_ERRORS' "$WORK/$backend-$scen-$c.txt" | cut -c14-400 || true)")
             fi
             if grep -aq '^BENCH_EXTRA' "$WORK/$backend-$scen-$c.txt"; then
                 local extra; extra=$(grep -a '^BENCH_EXTRA' "$WORK/$backend-$scen-$c.txt" | tail -1)
                 log "  ops: ${extra#BENCH_EXTRA }"
-                for key in delete_fallback created_untracked no_request_id; do
+                # a few deletes become creates while the threads' pools of created tasks fill
+                # up at the start; more than that means creates are not being tracked
+                [ $(( $(kv "$extra" delete_fallback) * 20 )) -le "$(kv "$extra" D)" ] ||
+                    WARNINGS+=("$backend $scen/$c: delete_fallback=$(kv "$extra" delete_fallback) of D=$(kv "$extra" D)")
+                for key in created_untracked no_request_id; do
                     [ "$(kv "$extra" $key)" = 0 ] || WARNINGS+=("$backend $scen/$c: $key=$(kv "$extra" $key)")
                 done
             fi
             if [ "$scen" = mixed ]; then reset_mix_users; fi
-            if [ "$backend" = pg ]; then
-                if [ "$CONTIGUOUS" != 1 ]; then
-                    PGB[$scen:$c]=""
-                    continue
-                fi
-                if [ "$WARMUP" -gt 0 ]; then
-                    run_pgbench "$scen" "$c" "$WARMUP" "$WORK/pgbench-$scen-$c.warmup.txt"
-                fi
-                run_pgbench "$scen" "$c" "$SECS" "$WORK/pgbench-$scen-$c.txt"
-                PGB[$scen:$c]=$PG_TPS
-                [ "$PG_FAILED" = 0 ] || WARNINGS+=("pgbench $scen/$c: $PG_FAILED failed transactions")
-                log "pgbench $scen c=$c: $PG_TPS tps"
+        done
+    done
+}
+
+# bench_pgbench: the database-only ceiling, the same SQL per request against the same
+# database and data, run once the server has stopped (so that its pool's connections do
+# not count against max_connections)
+bench_pgbench() {
+    local scen c
+    for scen in $SCENARIOS; do
+        for c in $CONNS; do
+            vacuum_db
+            if [ "$WARMUP" -gt 0 ]; then
+                run_pgbench "$scen" "$c" "$WARMUP" "$WORK/pgbench-$scen-$c.warmup.txt"
             fi
+            run_pgbench "$scen" "$c" "$SECS" "$WORK/pgbench-$scen-$c.txt"
+            PGB[$scen:$c]=$PG_TPS
+            [ "$PG_FAILED" = 0 ] || WARNINGS+=("pgbench $scen/$c: $PG_FAILED failed transactions")
+            log "pgbench $scen c=$c: ${PG_TPS:-failed} tps"
         done
     done
 }
@@ -374,7 +484,7 @@ server_log_check() { # NAME: count error/warn lines and 5xx in the server log
     local name=$1 slog=$WORK/$1.server.log n
     n=$(grep -acE '\b(ERROR|WARN|panicked)\b' "$slog" || true)
     if [ "${n:-0}" != 0 ]; then
-        WARNINGS+=("$name server log: $n ERROR/WARN/panic lines, first: $(grep -m2 -aE '\b(ERROR|WARN|panicked)\b' "$slog" | cut -c1-200 | tr '\n' ' ')")
+        WARNINGS+=("$name server log: $n ERROR/WARN/panic lines, first: $(grep -m2 -aE '\b(ERROR|WARN|panicked)\b' "$slog" | cut -c1-200 | tr '\n' ' ' || true)")
     fi
 }
 
@@ -382,9 +492,13 @@ server_log_check() { # NAME: count error/warn lines and 5xx in the server log
 NPROC=$(nproc)
 CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 MEM=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 VERSION=$("$BIN" --version 2>/dev/null || echo "?"); VERSION=${VERSION%%$'\n'*}
 log "binary $SRC_BIN ($VERSION); work dir $WORK; $NPROC cores, $CPU"
 log "scenarios: $SCENARIOS; connections: $CONNS; ${SECS}s each after ${WARMUP}s warm-up"
+log "load average: $LOAD_START"
+awk -v l="${LOAD_START%% *}" 'BEGIN { exit !(l > 0.5) }' &&
+    WARNINGS+=("load average was $LOAD_START at the start: other work on the machine competes with the benchmark")
 
 # --- PostgreSQL ------------------------------------------------------------------------
 createdb "$DB" || die "createdb $DB failed (PostgreSQL at $PGHOST:$PGPORT, user $PGUSER)"
@@ -400,6 +514,7 @@ bench_backend pg
 RSS_PG_END=$(rss_kb "$SERVER_PID")
 stop_server pg
 server_log_check pg
+if [ "$CONTIGUOUS" = 1 ]; then bench_pgbench; fi
 PG_LOG_LINES=$(wc -l <"$WORK/pg.server.log")
 
 # --- SQLite ----------------------------------------------------------------------------
@@ -478,26 +593,31 @@ fi
 
 # --- report ----------------------------------------------------------------------------
 mb() { awk -v k="$1" 'BEGIN { if (k == "") print "-"; else printf "%.1f", k / 1024 }'; }
-errs_cell() {
-    local l=$1; [ -n "$l" ] || { echo "-"; return; }
-    local n s t; n=$(kv "$l" non2xx); s=$(kv "$l" sock_err); t=$(kv "$l" timeouts)
-    if [ "$((n + s + t))" = 0 ]; then echo 0; else echo "**$n non-2xx, $s sock, $t timeout**"; fi
+errs_cell() { # BENCH_RESULT line, LOG_STATS of the same run
+    local l=$1 g=${2:-}; [ -n "$l" ] || { echo "-"; return; }
+    local n s t b; n=$(kv "$l" non2xx); s=$(kv "$l" sock_err); t=$(kv "$l" timeouts); b=$(kv "$g" bad)
+    if [ "$((n + s + t))" = 0 ] && [ "${b:-0}" = 0 ]; then echo 0; return; fi
+    local txt="$n non-2xx, $s sock, $t timeout"
+    [ "${b:-0}" = 0 ] || txt="$txt; server log: $b non-2xx ($(kv "$g" codes))"
+    echo "**$txt**"
 }
 REPORT=$WORK/results.md
 {
     echo "todo-api benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'); $NPROC cores ($CPU), $MEM; loopback; load generator, server and PostgreSQL share the cores"
-    echo "binary: $VERSION; wrk -t2, ${SECS}s per run after ${WARMUP}s warm-up; server defaults (WORKERS=${WORKERS:-default}, DB_POOL_SIZE=${DB_POOL_SIZE:-default}, RUST_LOG=${RUST_LOG:-info})"
+    echo "load average (1, 5, 15 min) at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg) — anything else running on the machine shows up in these numbers"
+    echo "binary: $VERSION; wrk -t2, ${SECS}s per run after ${WARMUP}s warm-up; server defaults (WORKERS=${WORKERS:-default}, DB_POOL_SIZE=${DB_POOL_SIZE:-default}, RUST_LOG=${RUST_LOG:-info}; server says: ${SERVER_INFO[pg]:-?})"
     echo
-    echo "| scenario | conns | req/s | p50 ms | p99 ms | non-2xx + socket errors | server RSS max MB | pgbench tps (same SQL, clients) | ours/pgbench | SQLite req/s | SQLite p99 ms | SQLite errors | SQLite/PG |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| scenario | conns | stalled conns | req/s | p50 ms | p99 ms | non-2xx + socket errors | server RSS max MB | pgbench tps (same SQL, clients) | ours/pgbench | SQLite req/s | SQLite p99 ms | SQLite errors | SQLite/PG |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for scen in $SCENARIOS; do
         for c in $CONNS; do
             l=${RES[pg:$scen:$c]:-}; q=${RES[sqlite:$scen:$c]:-}; p=${PGB[$scen:$c]:-}
             pm=""; [ "$scen" = mixed ] && [ -n "$p" ] && pm="¹"
-            echo "| $scen | $c | $(fmt_int "$(kv "$l" rps)") | $(fmt_ms "$(kv "$l" p50_ms)") | $(fmt_ms "$(kv "$l" p99_ms)") | $(errs_cell "$l") | $(mb "${RSS[pg:$scen:$c]:-}") | $(fmt_int "$p")$pm | $(ratio "$(kv "$l" rps)" "$p") | $(fmt_int "$(kv "$q" rps)") | $(fmt_ms "$(kv "$q" p99_ms)") | $(errs_cell "$q") | $(ratio "$(kv "$q" rps)" "$(kv "$l" rps)") |"
+            echo "| $scen | $c | ${STALLS[pg:$scen:$c]:--} | $(fmt_int "$(kv "$l" rps)") | $(fmt_ms "$(kv "$l" p50_ms)") | $(fmt_ms "$(kv "$l" p99_ms)") | $(errs_cell "$l" "${LOGS[pg:$scen:$c]:-}") | $(mb "${RSS[pg:$scen:$c]:-}") | $(fmt_int "$p")$pm | $(ratio "$(kv "$l" rps)" "$p") | $(fmt_int "$(kv "$q" rps)") | $(fmt_ms "$(kv "$q" p99_ms)") | $(errs_cell "$q" "${LOGS[sqlite:$scen:$c]:-}") | $(ratio "$(kv "$q" rps)" "$(kv "$l" rps)") |"
         done
     done
     echo
+    echo "stalled conns: connections that got no response from 25 % to 85 % of the run (PostgreSQL run; SQLite in the warnings). p50/p99 are wrk's, corrected for coordinated omission."
     [[ " $SCENARIOS " == *" mixed "* ]] && echo "¹ mixed: pgbench requests/s equivalent (weights list 35, get 35, toggle 7, update 7, create+delete 8 — that script is two requests)."
     echo "- start-up to first 200 from /health on SQLite: $STARTUP"
     echo "- binary: $SIZE_TXT"

@@ -26,7 +26,6 @@ const NORMAL_LATENCY: Duration = Duration::from_secs(2);
 /// One request of `normal_traffic`: when it started, how long it took, how it ended.
 type Logged = (Duration, Duration, io::Result<Response>);
 
-
 /// Writes `raw` on a new connection and reads one response, waiting at most `patience`
 /// for any one read.
 fn exchange(addr: SocketAddr, raw: &[u8], patience: Duration) -> io::Result<Response> {
