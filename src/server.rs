@@ -22,8 +22,6 @@ pub const MAX_BODY_BYTES: usize = 65_536;
 const ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 const ALLOW_HEADERS: &str = "Authorization, Content-Type";
 
-/// Read and write timeout of every client socket.
-const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest shutdown waits for requests under way; queued ones are still answered.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -59,17 +57,9 @@ impl Server {
     ) -> Result<Server, String> {
         let listener = std::net::TcpListener::bind(listen)
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        // Linux copies these to every accepted socket: an idle keep-alive connection is
-        // closed after SOCKET_TIMEOUT, and no read or write of a stalled client can hold a
-        // worker longer than that (tiny_http itself sets no timeouts).
-        let socket = socket2::SockRef::from(&listener);
-        socket
-            .set_read_timeout(Some(SOCKET_TIMEOUT))
-            .and_then(|()| socket.set_write_timeout(Some(SOCKET_TIMEOUT)))
-            // Without it a response written in two segments waits for the client's delayed
-            // ACK: 40 ms per list response, measured with bench/run.sh.
-            .and_then(|()| socket.set_tcp_nodelay(true))
-            .map_err(|e| format!("cannot set socket timeouts: {e}"))?;
+        // Timeouts and TCP_NODELAY are set on each accepted socket by tiny_http (vendored,
+        // vendor/tiny_http/PATCHES.md), not here: a receive timeout on a listening socket
+        // makes accept() fail after that long without a new connection.
         let accepting = listener
             .try_clone()
             .map_err(|e| format!("cannot listen: {e}"))?;

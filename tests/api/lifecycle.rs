@@ -435,3 +435,25 @@ fn postgres_over_verified_tls() {
     assert_eq!(r.json()["database"], "unavailable");
     drop(db);
 }
+
+#[test]
+fn still_accepting_after_a_quiet_spell_and_idle_connections_are_closed() {
+    // A receive timeout on the listening socket once made accept() fail after 10 s
+    // without a new connection, and the server never accepted again.
+    let app = TestApp::spawn(Engine::Sqlite);
+    let mut idle = std::net::TcpStream::connect(app.addr).unwrap();
+    std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(
+        app.anonymous().get("/health").status,
+        200,
+        "new connections after 11 s"
+    );
+    // The idle keep-alive connection was closed by the server after its 10 s timeout.
+    use std::io::Read;
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(
+        idle.read(&mut [0u8; 16]).unwrap(),
+        0,
+        "idle connection closed"
+    );
+}

@@ -51,6 +51,25 @@ pub(crate) enum Connection {
     #[cfg(unix)]
     Unix(unix_net::UnixStream),
 }
+
+impl Connection {
+    /// todo-api patch: read/write timeouts, and TCP_NODELAY (a response written in two
+    /// segments otherwise waits for the client's delayed ACK, 40 ms).
+    pub(crate) fn configure(&self, timeout: std::time::Duration) {
+        match self {
+            Self::Tcp(s) => {
+                s.set_read_timeout(Some(timeout)).ok();
+                s.set_write_timeout(Some(timeout)).ok();
+                s.set_nodelay(true).ok();
+            }
+            #[cfg(unix)]
+            Self::Unix(s) => {
+                s.set_read_timeout(Some(timeout)).ok();
+                s.set_write_timeout(Some(timeout)).ok();
+            }
+        }
+    }
+}
 impl std::io::Read for Connection {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {

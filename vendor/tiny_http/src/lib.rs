@@ -303,6 +303,8 @@ impl Server {
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
+                        // todo-api patch: bounded reads and writes, and no Nagle delay.
+                        sock.configure(SOCKET_TIMEOUT);
                         use util::RefinedTcpStream;
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
@@ -372,15 +374,18 @@ impl Server {
                         }));
                     }
 
-                    Err(e) => {
-                        // todo-api patch: EINVAL is the listener being shut down on purpose.
-                        if e.kind() == std::io::ErrorKind::InvalidInput {
-                            log::debug!("listener shut down: {}", e);
-                        } else {
-                            log::error!("Error accepting new client: {}", e);
-                        }
+                    // todo-api patch: EINVAL is the listener being shut down on purpose, and
+                    // ends the loop. Any other failure (EMFILE when out of file descriptors,
+                    // ECONNABORTED, ...) is passing: upstream ended the loop on it too, and
+                    // the server never accepted another connection.
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                        log::debug!("listener shut down: {}", e);
                         inside_messages.push(e.into());
                         break;
+                    }
+                    Err(e) => {
+                        log::error!("Error accepting new client: {}", e);
+                        thread::sleep(std::time::Duration::from_millis(50));
                     }
                 }
             }
@@ -476,6 +481,10 @@ impl Iterator for IncomingRequests<'_> {
         self.server.recv().ok()
     }
 }
+
+/// todo-api patch: read and write timeout of every accepted socket. An idle keep-alive
+/// connection is closed after it; no read or write of a stalled client waits longer.
+pub const SOCKET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// todo-api patch: the most connections served at once; each holds a thread, so past
 /// this the server answers 503 instead of growing without bound.
