@@ -2,7 +2,8 @@
 //! never wait for the writer, a busy timeout so writers queue instead of failing, and
 //! `synchronous=FULL` so that an acknowledged write survives a power cut.
 
-use std::time::Duration;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, ErrorCode, Row};
@@ -26,6 +27,21 @@ type Pool = r2d2::Pool<SqliteConnectionManager>;
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     pool: Pool,
+    /// One writer at a time inside this process. SQLite allows one anyway; letting every
+    /// worker race for its lock made writers back off and retry, with 1–5 s outliers and
+    /// occasional "database is locked" under 16 concurrent writers (bench/README.md).
+    writing: Mutex<bool>,
+    writer_done: Condvar,
+}
+
+/// The right to write, held for one statement; released on drop.
+struct WriteTurn<'a>(&'a SqliteStore);
+
+impl Drop for WriteTurn<'_> {
+    fn drop(&mut self) {
+        *self.0.writing.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        self.0.writer_done.notify_one();
+    }
 }
 
 impl SqliteStore {
@@ -48,11 +64,43 @@ impl SqliteStore {
             .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| format!("cannot create tables in {path}: {e}"))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            writing: Mutex::new(false),
+            writer_done: Condvar::new(),
+        })
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>> {
         Ok(self.pool.get()?)
+    }
+
+    /// Waits (at most the busy timeout) for this process's write turn, then a connection.
+    fn writer(
+        &self,
+    ) -> Result<(
+        WriteTurn<'_>,
+        r2d2::PooledConnection<SqliteConnectionManager>,
+    )> {
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        let mut writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        while *writing {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Unavailable(
+                    "sqlite: timed out waiting to write".into(),
+                ));
+            }
+            writing = self
+                .writer_done
+                .wait_timeout(writing, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *writing = true;
+        drop(writing);
+        let turn = WriteTurn(self);
+        Ok((turn, self.conn()?))
     }
 }
 
@@ -68,7 +116,8 @@ impl Store for SqliteStore {
     }
 
     fn upsert_user(&self, user: &User) -> Result<()> {
-        upsert_user_on(&*self.conn()?, user)
+        let (_turn, conn) = self.writer()?;
+        upsert_user_on(&conn, user)
     }
 
     fn list(&self, user_id: &str, query: &ListQuery) -> Result<Vec<Task>> {
@@ -90,7 +139,7 @@ impl Store for SqliteStore {
             "insert into tasks (user_id, title, description, completed, due_date, created_at, \
              updated_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?6) returning {COLUMNS}"
         );
-        let conn = self.conn()?;
+        let (_turn, conn) = self.writer()?;
         let insert = |conn: &Connection| {
             let now = Micros::now().to_rfc3339();
             let due = new.due_date.map(Micros::to_rfc3339);
@@ -126,7 +175,7 @@ impl Store for SqliteStore {
              updated_at = ?9 \
              where id = ?1 and user_id = ?2 returning {COLUMNS}"
         );
-        let conn = self.conn()?;
+        let (_turn, conn) = self.writer()?;
         let mut stmt = conn.prepare_cached(&sql)?;
         optional(stmt.query_row(
             params![
@@ -145,7 +194,7 @@ impl Store for SqliteStore {
     }
 
     fn delete(&self, user_id: &str, id: i64) -> Result<bool> {
-        let conn = self.conn()?;
+        let (_turn, conn) = self.writer()?;
         let mut stmt = conn.prepare_cached("delete from tasks where id = ?1 and user_id = ?2")?;
         Ok(stmt.execute(params![id, user_id])? > 0)
     }
@@ -155,7 +204,7 @@ impl Store for SqliteStore {
             "update tasks set completed = 1 - completed, updated_at = ?3 \
              where id = ?1 and user_id = ?2 returning {COLUMNS}"
         );
-        let conn = self.conn()?;
+        let (_turn, conn) = self.writer()?;
         let mut stmt = conn.prepare_cached(&sql)?;
         optional(stmt.query_row(params![id, user_id, Micros::now().to_rfc3339()], task))
     }
