@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh: load benchmark of todo-api against PostgreSQL and embedded SQLite, with the
-# database-only ceiling (pgbench running the same SQL) beside it. See bench/README.md.
+# database-only ceiling (pgbench running the same SQL) beside it, plus three PostgreSQL row
+# sets: the statement cache on, through PgBouncer in transaction mode, two servers on one
+# database. See bench/README.md.
 #
 #   TODO_API_BIN=/path/to/todo-api bash bench/run.sh      # or: bash bench/run.sh (cargo build)
 #
@@ -11,6 +13,13 @@
 #   BENCH_SCENARIOS     subset of "list get create toggle mixed" (default: all five)
 #   BENCH_CONNECTIONS   connection counts (default "16 64")
 #   BENCH_SKIP_SQLITE   1 = skip the SQLite runs (default 0)
+#   BENCH_EXTRA         extra PostgreSQL row sets, any of "cache pgbouncer two" (default: all
+#                       three; "none" = skip them): cache = the server with
+#                       DB_STATEMENT_CACHE=true; pgbouncer = the server behind a local
+#                       PgBouncer in transaction mode; two = two servers on one database
+#   BENCH_EXTRA_SECONDS length of each measured run of the extra row sets (default 6)
+#   BENCH_TWO_SCENARIOS scenarios of the two-instance row set (default "get mixed")
+#   BENCH_PGBOUNCER_POOL  PgBouncer default_pool_size (default 16)
 #   BENCH_STARTUP_RUNS  start-up time samples on SQLite (default 5)
 #   BENCH_OUT           also write the results (markdown) to this file
 #   BENCH_KEEP          1 = keep the work directory (server logs, wrk and pgbench output)
@@ -29,6 +38,11 @@ WARMUP=${BENCH_WARMUP:-2}
 CONNS=${BENCH_CONNECTIONS:-16 64}
 SCENARIOS=${BENCH_SCENARIOS:-list get create toggle mixed}
 SKIP_SQLITE=${BENCH_SKIP_SQLITE:-0}
+EXTRA=${BENCH_EXTRA-cache pgbouncer two}
+[ "$EXTRA" = none ] && EXTRA=""
+EXTRA_SECS=${BENCH_EXTRA_SECONDS:-6}
+TWO_SCENARIOS=${BENCH_TWO_SCENARIOS:-get mixed}
+PGB_POOL=${BENCH_PGBOUNCER_POOL:-16}
 STARTUP_RUNS=${BENCH_STARTUP_RUNS:-5}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 
@@ -49,7 +63,19 @@ die() { log "ERROR: $*"; exit 1; }
 for s in $SCENARIOS; do
     case $s in list|get|create|toggle|mixed) ;; *) die "unknown scenario '$s' in BENCH_SCENARIOS" ;; esac
 done
+for s in $TWO_SCENARIOS; do
+    case $s in list|get|create|toggle|mixed) ;; *) die "unknown scenario '$s' in BENCH_TWO_SCENARIOS" ;; esac
+done
+for s in $EXTRA; do
+    case $s in cache|pgbouncer|two) ;; *) die "unknown row set '$s' in BENCH_EXTRA (cache, pgbouncer, two, or none)" ;; esac
+done
+has_extra() { [[ " $EXTRA " == *" $1 "* ]]; }
 [[ $SECS =~ ^[0-9]+$ && $SECS -ge 1 ]] || die "BENCH_SECONDS must be a positive integer"
+[[ $EXTRA_SECS =~ ^[0-9]+$ && $EXTRA_SECS -ge 1 ]] || die "BENCH_EXTRA_SECONDS must be a positive integer"
+[[ $PGB_POOL =~ ^[0-9]+$ && $PGB_POOL -ge 1 ]] || die "BENCH_PGBOUNCER_POOL must be a positive integer"
+for c in $CONNS; do
+    [[ $c =~ ^[0-9]+$ && $c -ge 2 ]] || die "BENCH_CONNECTIONS: '$c' is not a count of at least 2"
+done
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be a non-negative integer"
 
 # --- tools -----------------------------------------------------------------------------
@@ -78,23 +104,117 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/todo-bench.XXXXXX")
 DB="todo_bench_$$_${RANDOM}"
 DB_CREATED=0
 SERVER_PID=""
+ALL_SERVER_PIDS=()   # every server this script started (two run at once in the "two" row set)
 SAMPLER_PID=""
 PROBE_PID=""
+EXTRA_BG_PIDS=()     # samplers and probes of the two-instance runs
+PGB_DIR=""           # PgBouncer's directory, readable by the postgres OS user
+PGB_PID=""           # pgbouncer itself (from its pidfile)
+PGB_LAUNCH_PID=""    # runuser (or pgbouncer, when not root)
 STALLED="?"
 # Our own copy, so that a binary replaced mid-run does not change what is measured, under
 # a name that a `pkill todo-api` elsewhere on the machine does not hit.
 BIN=$WORK/bench-server
 cp "$SRC_BIN" "$BIN"
 
+# --- PgBouncer (the "pgbouncer" row set) ------------------------------------------------
+# A local PgBouncer 1.18 in transaction mode in front of the bench database, configured as
+# tests/api/pgbouncer.rs does. It refuses to run as root, so as root it runs as the
+# `postgres` OS user (runuser), from a directory of its own that user can write to.
+pgbouncer_binary() {
+    local b
+    for b in /usr/sbin/pgbouncer /usr/bin/pgbouncer /usr/local/bin/pgbouncer "$(command -v pgbouncer || true)"; do
+        [ -n "$b" ] && [ -x "$b" ] && { echo "$b"; return 0; }
+    done
+    return 1
+}
+# start_pgbouncer: sets PGB_PORT, PGB_PID, PGB_LAUNCH_PID, PGB_DIR; returns 1 (with a
+# warning) when it cannot be started
+start_pgbouncer() {
+    local bin ini
+    bin=$(pgbouncer_binary) || { WARNINGS+=("pgbouncer row set skipped: pgbouncer is not installed (apt-get install pgbouncer)"); return 1; }
+    PGB_VERSION=$("$bin" --version 2>/dev/null | head -1 || echo "PgBouncer ?")
+    PGB_PORT=$(free_port) || { WARNINGS+=("pgbouncer row set skipped: no free port"); return 1; }
+    PGB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/todo-bench-pgbouncer.XXXXXX")
+    chmod 0777 "$PGB_DIR"
+    ini=$PGB_DIR/pgbouncer.ini
+    printf '"%s" ""\n' "$PGUSER" >"$PGB_DIR/users.txt"
+    cat >"$ini" <<EOF
+[databases]
+* = host=$PGHOST port=$PGPORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $PGB_DIR/users.txt
+pool_mode = transaction
+default_pool_size = $PGB_POOL
+max_client_conn = 200
+ignore_startup_parameters = extra_float_digits,options
+logfile = $PGB_DIR/pgbouncer.log
+pidfile = $PGB_DIR/pgbouncer.pid
+EOF
+    chmod 0644 "$ini" "$PGB_DIR/users.txt"
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- "$bin" "$ini" </dev/null >"$PGB_DIR/stdout.log" 2>&1 &
+    else
+        "$bin" "$ini" </dev/null >"$PGB_DIR/stdout.log" 2>&1 &
+    fi
+    PGB_LAUNCH_PID=$!
+    local i
+    for i in $(seq 100); do
+        if [ -s "$PGB_DIR/pgbouncer.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$PGB_PORT") 2>/dev/null; then
+            PGB_PID=$(cat "$PGB_DIR/pgbouncer.pid")
+            return 0
+        fi
+        kill -0 "$PGB_LAUNCH_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    WARNINGS+=("pgbouncer row set skipped: pgbouncer did not start: $(tail -3 "$PGB_DIR/pgbouncer.log" "$PGB_DIR/stdout.log" 2>/dev/null | tr '\n' ' ' | cut -c1-300)")
+    stop_pgbouncer
+    return 1
+}
+# pgbouncer_cpu: user+system CPU seconds pgbouncer has used so far
+pgbouncer_cpu() {
+    [ -n "$PGB_PID" ] && [ -r "/proc/$PGB_PID/stat" ] || { echo ""; return 0; }
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.1f", ($12 + $13) / hz }' "/proc/$PGB_PID/stat"
+}
+stop_pgbouncer() {
+    # SIGTERM is an immediate shutdown for pgbouncer; the server in front has stopped already
+    if [ -n "$PGB_PID" ] && kill -0 "$PGB_PID" 2>/dev/null; then
+        kill -TERM "$PGB_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$PGB_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$PGB_PID" 2>/dev/null || true
+    fi
+    if [ -n "$PGB_LAUNCH_PID" ] && kill -0 "$PGB_LAUNCH_PID" 2>/dev/null; then
+        kill -TERM "$PGB_LAUNCH_PID" 2>/dev/null || true
+    fi
+    [ -n "$PGB_LAUNCH_PID" ] && wait "$PGB_LAUNCH_PID" 2>/dev/null || true
+    if [ -n "$PGB_DIR" ]; then
+        if [ "${BENCH_KEEP:-0}" = 1 ] && [ -n "${WORK:-}" ] && [ -d "$WORK" ]; then
+            cp -r "$PGB_DIR" "$WORK/pgbouncer" 2>/dev/null || true
+        fi
+        rm -rf "$PGB_DIR"
+    fi
+    PGB_PID=""; PGB_LAUNCH_PID=""; PGB_DIR=""
+    return 0
+}
+
 cleanup() {
-    local rc=$?
+    local rc=$? p
     [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null || true
     [ -n "$PROBE_PID" ] && kill "$PROBE_PID" 2>/dev/null || true
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
+    for p in "${EXTRA_BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${ALL_SERVER_PIDS[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill -TERM "$p" 2>/dev/null || true
+            for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$p" 2>/dev/null || true
+        fi
+    done
+    stop_pgbouncer
     if [ "$DB_CREATED" = 1 ]; then
         dropdb --if-exists --force "$DB" 2>/dev/null || log "could not drop database $DB"
     fi
@@ -130,13 +250,17 @@ server_env() {
     return 0
 }
 
-# start_server NAME DATABASE_URL: sets SERVER_PID, URL; PORT=0, the port read from the log
+# start_server NAME DATABASE_URL [VAR=VALUE ...]: sets SERVER_PID, URL; PORT=0, the port
+# read from the log; VAR=VALUE are added to the server's environment
 start_server() {
     local name=$1 dburl=$2 slog=$WORK/$1.server.log port="" line
+    shift 2
     server_env "$dburl"
+    ENV_ARGS+=("$@")
     # run from the work directory, so that no ./.env of the caller's is read
     (cd "$WORK" && exec env "${ENV_ARGS[@]}" PORT=0 "$BIN") >"$WORK/$name.server.out" 2>"$slog" &
     SERVER_PID=$!
+    ALL_SERVER_PIDS+=("$SERVER_PID")
     for _ in $(seq 300); do
         kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$slog" >&2; die "$name server exited at start-up"; }
         line=$(grep -m1 -aoE 'listening on http://[0-9.]+:[0-9]+' "$slog" || true)
@@ -146,7 +270,7 @@ start_server() {
     [ -n "$port" ] || { tail -20 "$slog" >&2; die "$name server: no 'listening on' line in 30 s"; }
     URL="http://127.0.0.1:$port"
     # "(database: ..., workers: 8, pool: 8, ...)" from the start-up line, if it says so
-    SERVER_INFO[$name]=$(grep -m1 -aoE 'workers: [0-9]+, pool: [0-9]+' "$slog" || true)
+    SERVER_INFO[$name]=$(grep -m1 -aoE 'workers: [0-9]+, pool: [0-9]+(, statement cache)?' "$slog" || true)
     for _ in $(seq 300); do
         [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/health" || true)" = 200 ] && return 0
         sleep 0.1
@@ -166,6 +290,9 @@ stop_server() {
     fi
     wait "$SERVER_PID" || rc=$?
     [ "$rc" = 0 ] || [ "$rc" = 137 ] || WARNINGS+=("$name server exited with status $rc on SIGTERM (contract: 0)")
+    local p keep=()
+    for p in "${ALL_SERVER_PIDS[@]}"; do [ "$p" = "$SERVER_PID" ] || keep+=("$p"); done
+    ALL_SERVER_PIDS=("${keep[@]}")
     SERVER_PID=""
 }
 
@@ -411,13 +538,50 @@ vacuum_db() {
         WARNINGS+=("vacuum of $DB failed")
 }
 
-# bench_backend NAME: warm-up + measured wrk run per scenario and connection count, and
-# (postgres) pgbench for the same SQL right after each
+# record_run BACKEND KEY OUTFILES...: the bookkeeping after a measured run, from RUN_LINE,
+# LOG_STATS, STALLED and RSS_MAX; OUTFILES are the wrk outputs (two for the "two" row set)
+record_run() {
+    local backend=$1 key=$2 line=$RUN_LINE max=$RSS_MAX label f
+    shift 2
+    label="$backend ${key#*:}"; label=${label/:/\/}
+    LOGS[$key]=$LOG_STATS
+    if [ "$(kv "$LOG_STATS" bad)" != 0 ] || [ "$(kv "$LOG_STATS" slow)" != 0 ]; then
+        WARNINGS+=("$label, server log (incl. responses wrk did not wait for): $LOG_STATS")
+    fi
+    RSS[$key]=$max
+    RES[$key]=$line
+    log "$label: $(kv "$line" rps) req/s, stalled conns $STALLED/$(kv "$line" conns), p50 $(kv "$line" p50_ms) ms, p99 $(kv "$line" p99_ms) ms, non-2xx $(kv "$line" non2xx), sock $(kv "$line" sock_err), timeouts $(kv "$line" timeouts), RSS max $((max / 1024)) MB"
+    STALLS[$key]=$STALLED
+    if [ "$STALLED" != 0 ] && [ "$STALLED" != "?" ]; then
+        WARNINGS+=("$label: $STALLED of $(kv "$line" conns) connections made no progress through the middle of the run (server-side bytes_received unchanged from 25 % to 85 % of it): requests the server left unanswered, which wrk does not count")
+    fi
+    if [ "$(errors_of "$line")" != 0 ] || [ "$(kv "$LOG_STATS" bad)" != 0 ]; then
+        BAD_RUNS=$((BAD_RUNS + 1))
+        WARNINGS+=("$label: $(kv "$line" non2xx) non-2xx, $(kv "$line" sock_err) socket errors, $(kv "$line" timeouts) timeouts; first: $(grep -ah '^BENCH_ERRORS' "$@" | cut -c14-400 | head -2 | tr '\n' ' ' || true)")
+    fi
+    for f in "$@"; do
+        if grep -aq '^BENCH_EXTRA' "$f"; then
+            local extra; extra=$(grep -a '^BENCH_EXTRA' "$f" | tail -1)
+            log "  ops: ${extra#BENCH_EXTRA }"
+            # a few deletes become creates while the threads' pools of created tasks fill
+            # up at the start; more than that means creates are not being tracked
+            [ $(( $(kv "$extra" delete_fallback) * 20 )) -le "$(kv "$extra" D)" ] ||
+                WARNINGS+=("$label: delete_fallback=$(kv "$extra" delete_fallback) of D=$(kv "$extra" D)")
+            for k in created_untracked no_request_id; do
+                [ "$(kv "$extra" $k)" = 0 ] || WARNINGS+=("$label: $k=$(kv "$extra" $k)")
+            done
+        fi
+    done
+}
+
+# bench_backend NAME [SECONDS]: warm-up + measured wrk run per scenario and connection
+# count against the server at $URL. NAME is pg, sqlite, or a PostgreSQL row set (pgcache,
+# pgbouncer); SECONDS defaults to BENCH_SECONDS
 bench_backend() {
-    local backend=$1 scen c line w from
+    local backend=$1 secs=${2:-$SECS} scen c w from
     for scen in $SCENARIOS; do
         for c in $CONNS; do
-            if [ "$backend" = pg ]; then vacuum_db; fi
+            if [ "$backend" != sqlite ]; then vacuum_db; fi
             if [ "$WARMUP" -gt 0 ]; then
                 from=$(log_lines "$backend")
                 run_wrk "$backend" "$scen" "$c" "$WARMUP" "$WORK/$backend-$scen-$c.warmup.txt"; w=$RUN_LINE
@@ -427,36 +591,111 @@ bench_backend() {
                 if [ "$scen" = mixed ]; then reset_mix_users; fi
             fi
             from=$(log_lines "$backend")
-            run_wrk "$backend" "$scen" "$c" "$SECS" "$WORK/$backend-$scen-$c.txt" sample; line=$RUN_LINE
+            run_wrk "$backend" "$scen" "$c" "$secs" "$WORK/$backend-$scen-$c.txt" sample
             wait_log_quiet "$backend"; log_stats "$backend" "$from"
-            LOGS[$backend:$scen:$c]=$LOG_STATS
-            if [ "$(kv "$LOG_STATS" bad)" != 0 ] || [ "$(kv "$LOG_STATS" slow)" != 0 ]; then
-                WARNINGS+=("$backend $scen/$c, server log (incl. responses wrk did not wait for): $LOG_STATS")
-            fi
-            local max; max=$(sort -n "$WORK/rss.samples" | tail -1); max=${max:-$(rss_kb "$SERVER_PID")}
-            RSS[$backend:$scen:$c]=$max
-            RES[$backend:$scen:$c]=$line
-            log "$backend $scen c=$c: $(kv "$line" rps) req/s, stalled conns $STALLED/$c, p50 $(kv "$line" p50_ms) ms, p99 $(kv "$line" p99_ms) ms, non-2xx $(kv "$line" non2xx), sock $(kv "$line" sock_err), timeouts $(kv "$line" timeouts), RSS max $((max / 1024)) MB"
-            STALLS[$backend:$scen:$c]=$STALLED
-            if [ "$STALLED" != 0 ] && [ "$STALLED" != "?" ]; then
-                WARNINGS+=("$backend $scen/$c: $STALLED of $c connections made no progress through the middle of the run (server-side bytes_received unchanged from 25 % to 85 % of it): requests the server left unanswered, which wrk does not count")
-            fi
-            if [ "$(errors_of "$line")" != 0 ] || [ "$(kv "$LOG_STATS" bad)" != 0 ]; then
-                BAD_RUNS=$((BAD_RUNS + 1))
-                WARNINGS+=("$backend $scen/$c: $(kv "$line" non2xx) non-2xx, $(kv "$line" sock_err) socket errors, $(kv "$line" timeouts) timeouts; first: $(grep -a '^BENCH_ERRORS' "$WORK/$backend-$scen-$c.txt" | cut -c14-400 || true)")
-            fi
-            if grep -aq '^BENCH_EXTRA' "$WORK/$backend-$scen-$c.txt"; then
-                local extra; extra=$(grep -a '^BENCH_EXTRA' "$WORK/$backend-$scen-$c.txt" | tail -1)
-                log "  ops: ${extra#BENCH_EXTRA }"
-                # a few deletes become creates while the threads' pools of created tasks fill
-                # up at the start; more than that means creates are not being tracked
-                [ $(( $(kv "$extra" delete_fallback) * 20 )) -le "$(kv "$extra" D)" ] ||
-                    WARNINGS+=("$backend $scen/$c: delete_fallback=$(kv "$extra" delete_fallback) of D=$(kv "$extra" D)")
-                for key in created_untracked no_request_id; do
-                    [ "$(kv "$extra" $key)" = 0 ] || WARNINGS+=("$backend $scen/$c: $key=$(kv "$extra" $key)")
-                done
-            fi
+            RSS_MAX=$(sort -n "$WORK/rss.samples" | tail -1); RSS_MAX=${RSS_MAX:-$(rss_kb "$SERVER_PID")}
+            RUN_LINE="$RUN_LINE conns=$c"
+            record_run "$backend" "$backend:$scen:$c" "$WORK/$backend-$scen-$c.txt"
             if [ "$scen" = mixed ]; then reset_mix_users; fi
+        done
+    done
+}
+
+# --- two instances (the "two" row set) -------------------------------------------------
+# Two servers on the same database, each at URL_A/URL_B (pids PID_A/PID_B, logs two-a and
+# two-b), driven at the same time by two wrk processes with one thread and half the
+# connections each, so the load generator has the same two threads as in a one-server run.
+
+# merge_results LINE LINE: one BENCH_RESULT line with the sums of requests, req/s and errors
+# and the worse of the two of each latency figure
+merge_results() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        n = split(a " " b, f, " ")
+        for (i = 1; i <= n; i++) {
+            if (split(f[i], kv, "=") != 2) continue
+            k = kv[1]; v = kv[2]
+            if (k == "name") continue
+            if (!(k in val)) { keys[++nk] = k; val[k] = v; continue }
+            if (k ~ /_ms$/ || k == "secs") { if (v + 0 > val[k] + 0) val[k] = v }
+            else val[k] += v
+        }
+        out = "BENCH_RESULT name=two"
+        for (i = 1; i <= nk; i++) out = out " " keys[i] "=" val[keys[i]]
+        print out
+    }'
+}
+
+# run_wrk_two SCENARIO CONNS SECONDS OUTPREFIX [sample]: sets RUN_LINE (merged), and with
+# sample also STALLED (sum of both servers) and RSS_MAX (the higher of the two servers')
+run_wrk_two() {
+    local scen=$1 c=$2 secs=$3 out=$4 sample=${5:-} half=$(( $2 / 2 )) i rc=0 lines=()
+    local urls=("$URL_A" "$URL_B") spids=("$PID_A" "$PID_B") names=(two-a two-b) samplers=() probes=() wrks=()
+    for i in 0 1; do URL=${urls[i]}; SERVER_PID=${spids[i]}; check_accepting "${names[i]}"; done
+    if [ -n "$sample" ]; then
+        for i in 0 1; do
+            : >"$WORK/rss.samples.$i"
+            sample_rss "${spids[i]}" "$WORK/rss.samples.$i" </dev/null >/dev/null 2>&1 &
+            samplers+=($!)
+            stall_probe "${urls[i]##*:}" "$secs" "$WORK/stalls.$i.txt" </dev/null >/dev/null 2>&1 &
+            probes+=($!)
+        done
+    fi
+    for i in 0 1; do
+        BENCH_DATA="$WORK/data-pg.lua" BENCH_NAME="two/$scen/$c/${names[i]}" \
+            wrk -t1 -c"$half" -d"${secs}s" --timeout 10s --latency -s "$BENCH_DIR/$scen.lua" "${urls[i]}" \
+            >"$out.$i" 2>&1 &
+        wrks+=($!)
+    done
+    EXTRA_BG_PIDS=("${samplers[@]}" "${probes[@]}" "${wrks[@]}")
+    for i in 0 1; do wait "${wrks[i]}" || rc=1; done
+    for i in "${samplers[@]}"; do kill "$i" 2>/dev/null || true; wait "$i" 2>/dev/null || true; done
+    for i in "${probes[@]}"; do wait "$i" 2>/dev/null || true; done
+    EXTRA_BG_PIDS=()
+    [ "$rc" = 0 ] || { cat "$out.0" "$out.1" >&2; die "wrk failed (two instances, $scen $c)"; }
+    for i in 0 1; do
+        kill -0 "${spids[i]}" 2>/dev/null || { tail -20 "$WORK/${names[i]}.server.log" >&2; die "${names[i]} server died during $scen/$c"; }
+        lines[i]=$(grep -a '^BENCH_RESULT ' "$out.$i" | tail -1 || true)
+        [ -n "${lines[i]}" ] || { cat "$out.$i" >&2; die "no BENCH_RESULT line from wrk (two instances, ${names[i]} $scen $c)"; }
+    done
+    RUN_LINE=$(merge_results "${lines[0]}" "${lines[1]}")
+    if [ -n "$sample" ]; then
+        local s0 s1
+        s0=$(cat "$WORK/stalls.0.txt" 2>/dev/null || true); s1=$(cat "$WORK/stalls.1.txt" 2>/dev/null || true)
+        if [[ $s0 =~ ^[0-9]+$ && $s1 =~ ^[0-9]+$ ]]; then STALLED=$((s0 + s1)); else STALLED="?"; fi
+        RSS_MAX=$(sort -n "$WORK/rss.samples.0" "$WORK/rss.samples.1" | tail -1)
+        RSS_MAX=${RSS_MAX:-$(rss_kb "$PID_A")}
+    fi
+}
+
+# merge_log_stats STATS STATS: LOG_STATS of both servers' logs together
+merge_log_stats() {
+    local c1 c2 codes
+    c1=$(kv "$1" codes); c2=$(kv "$2" codes)
+    codes=$(printf '%s\n%s\n' "${c1//,/$'\n'}" "${c2//,/$'\n'}" | grep -v '^-$' | grep . | paste -sd, || true)
+    LOG_STATS="logged=$(( $(kv "$1" logged) + $(kv "$2" logged) )) bad=$(( $(kv "$1" bad) + $(kv "$2" bad) )) slow=$(( $(kv "$1" slow) + $(kv "$2" slow) )) max_ms=$(awk -v a="$(kv "$1" max_ms)" -v b="$(kv "$2" max_ms)" 'BEGIN { print (a + 0 > b + 0) ? a : b }') codes=${codes:--}"
+}
+
+bench_two() {
+    local scen c w fa fb la
+    for scen in $TWO_SCENARIOS; do
+        for c in $CONNS; do
+            vacuum_db
+            if [ "$WARMUP" -gt 0 ]; then
+                fa=$(log_lines two-a); fb=$(log_lines two-b)
+                run_wrk_two "$scen" "$c" "$WARMUP" "$WORK/two-$scen-$c.warmup.txt"; w=$RUN_LINE
+                wait_log_quiet two-a; wait_log_quiet two-b
+                log_stats two-a "$fa"; la=$LOG_STATS; log_stats two-b "$fb"; merge_log_stats "$la" "$LOG_STATS"
+                [ "$(errors_of "$w")" = 0 ] || WARNINGS+=("two $scen/$c warm-up: $(kv "$w" non2xx) non-2xx, $(kv "$w" sock_err) socket errors, $(kv "$w" timeouts) timeouts")
+                [ "$(kv "$LOG_STATS" bad)" = 0 ] || WARNINGS+=("two $scen/$c warm-up, server logs: $LOG_STATS")
+                if [ "$scen" = mixed ]; then URL=$URL_A; reset_mix_users; fi
+            fi
+            fa=$(log_lines two-a); fb=$(log_lines two-b)
+            run_wrk_two "$scen" "$c" "$EXTRA_SECS" "$WORK/two-$scen-$c.txt" sample
+            wait_log_quiet two-a; wait_log_quiet two-b
+            log_stats two-a "$fa"; la=$LOG_STATS; log_stats two-b "$fb"; merge_log_stats "$la" "$LOG_STATS"
+            RUN_LINE="$RUN_LINE conns=$c"
+            record_run two "two:$scen:$c" "$WORK/two-$scen-$c.txt.0" "$WORK/two-$scen-$c.txt.1"
+            if [ "$scen" = mixed ]; then URL=$URL_A; reset_mix_users; fi
         done
     done
 }
@@ -495,7 +734,7 @@ MEM=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 VERSION=$("$BIN" --version 2>/dev/null || echo "?"); VERSION=${VERSION%%$'\n'*}
 log "binary $SRC_BIN ($VERSION); work dir $WORK; $NPROC cores, $CPU"
-log "scenarios: $SCENARIOS; connections: $CONNS; ${SECS}s each after ${WARMUP}s warm-up"
+log "scenarios: $SCENARIOS; connections: $CONNS; ${SECS}s each after ${WARMUP}s warm-up; extra row sets: ${EXTRA:-none} (${EXTRA_SECS}s each)"
 log "load average: $LOAD_START"
 awk -v l="${LOAD_START%% *}" 'BEGIN { exit !(l > 0.5) }' &&
     WARNINGS+=("load average was $LOAD_START at the start: other work on the machine competes with the benchmark")
@@ -516,6 +755,48 @@ stop_server pg
 server_log_check pg
 if [ "$CONTIGUOUS" = 1 ]; then bench_pgbench; fi
 PG_LOG_LINES=$(wc -l <"$WORK/pg.server.log")
+
+# --- PostgreSQL row sets: statement cache, PgBouncer, two instances -----------------------
+# Same database and data as above (the seeded ids are in data-pg.lua); each set starts its
+# own server(s), so the per-run RSS and logs are theirs.
+PG_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$DB"
+if has_extra cache; then
+    cp "$WORK/data-pg.lua" "$WORK/data-pgcache.lua"
+    start_server pgcache "$PG_URL" DB_STATEMENT_CACHE=true
+    [[ ${SERVER_INFO[pgcache]:-} == *"statement cache"* ]] ||
+        WARNINGS+=("pgcache: the server's start-up line does not say 'statement cache': DB_STATEMENT_CACHE=true may not have taken effect")
+    log "pgcache server (DB_STATEMENT_CACHE=true) up at $URL (pid $SERVER_PID)"
+    bench_backend pgcache "$EXTRA_SECS"
+    stop_server pgcache
+    server_log_check pgcache
+fi
+if has_extra pgbouncer; then
+    if start_pgbouncer; then
+        log "$PGB_VERSION (pid $PGB_PID) on 127.0.0.1:$PGB_PORT, pool_mode=transaction, default_pool_size=$PGB_POOL"
+        cp "$WORK/data-pg.lua" "$WORK/data-pgbouncer.lua"
+        start_server pgbouncer "postgres://$PGUSER@127.0.0.1:$PGB_PORT/$DB"
+        log "pgbouncer server up at $URL (pid $SERVER_PID), database through PgBouncer"
+        PGB_CPU0=$(pgbouncer_cpu); PGB_T0=$(date +%s)
+        bench_backend pgbouncer "$EXTRA_SECS"
+        PGB_CPU1=$(pgbouncer_cpu); PGB_T1=$(date +%s)
+        PGB_CPU_TXT=$(awk -v a="$PGB_CPU0" -v b="$PGB_CPU1" -v t="$((PGB_T1 - PGB_T0))" 'BEGIN { if (a == "" || b == "") print "?"; else printf "%.1f s of CPU in %d s (%.0f %% of one core on average, warm-ups and pauses included)", b - a, t, (t > 0 ? 100 * (b - a) / t : 0) }')
+        stop_server pgbouncer
+        server_log_check pgbouncer
+        n=$(grep -acE ' (WARNING|ERROR|FATAL) ' "$PGB_DIR/pgbouncer.log" || true)
+        [ "${n:-0}" = 0 ] || WARNINGS+=("pgbouncer log: $n WARNING/ERROR lines, first: $(grep -m2 -aE ' (WARNING|ERROR|FATAL) ' "$PGB_DIR/pgbouncer.log" | cut -c1-200 | tr '\n' ' ' || true)")
+        stop_pgbouncer
+    fi
+fi
+if has_extra two; then
+    start_server two-a "$PG_URL"; PID_A=$SERVER_PID; URL_A=$URL
+    start_server two-b "$PG_URL"; PID_B=$SERVER_PID; URL_B=$URL
+    log "two servers on one database: $URL_A (pid $PID_A), $URL_B (pid $PID_B)"
+    bench_two
+    SERVER_PID=$PID_B; stop_server two-b
+    SERVER_PID=$PID_A; stop_server two-a
+    server_log_check two-a
+    server_log_check two-b
+fi
 
 # --- SQLite ----------------------------------------------------------------------------
 if [ "$SKIP_SQLITE" != 1 ]; then
@@ -606,6 +887,20 @@ REPORT=$WORK/results.md
     echo "todo-api benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'); $NPROC cores ($CPU), $MEM; loopback; load generator, server and PostgreSQL share the cores"
     echo "load average (1, 5, 15 min) at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg) — anything else running on the machine shows up in these numbers"
     echo "binary: $VERSION; wrk -t2, ${SECS}s per run after ${WARMUP}s warm-up; server defaults (WORKERS=${WORKERS:-default}, DB_POOL_SIZE=${DB_POOL_SIZE:-default}, RUST_LOG=${RUST_LOG:-info}; server says: ${SERVER_INFO[pg]:-?})"
+    [ -n "$EXTRA" ] && echo "extra PostgreSQL row sets ($EXTRA): ${EXTRA_SECS}s per run after ${WARMUP}s warm-up"
+    echo
+    echo "**Ratios.** Our req/s ÷ pgbench's for the same SQL, client count and database (pgbench -M prepared, direct connection); SQLite/PG = SQLite req/s ÷ PostgreSQL (default) req/s."
+    echo
+    echo "| scenario | conns | PostgreSQL (default) | statement cache | through PgBouncer | two instances (summed) | SQLite/PG |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for scen in $SCENARIOS; do
+        for c in $CONNS; do
+            p=${PGB[$scen:$c]:-}
+            echo "| $scen | $c | $(ratio "$(kv "${RES[pg:$scen:$c]:-}" rps)" "$p") | $(ratio "$(kv "${RES[pgcache:$scen:$c]:-}" rps)" "$p") | $(ratio "$(kv "${RES[pgbouncer:$scen:$c]:-}" rps)" "$p") | $(ratio "$(kv "${RES[two:$scen:$c]:-}" rps)" "$p") | $(ratio "$(kv "${RES[sqlite:$scen:$c]:-}" rps)" "$(kv "${RES[pg:$scen:$c]:-}" rps)") |"
+        done
+    done
+    echo
+    echo "**PostgreSQL (default: DB_STATEMENT_CACHE unset, unnamed statements) and SQLite**"
     echo
     echo "| scenario | conns | stalled conns | req/s | p50 ms | p99 ms | non-2xx + socket errors | server RSS max MB | pgbench tps (same SQL, clients) | ours/pgbench | SQLite req/s | SQLite p99 ms | SQLite errors | SQLite/PG |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -619,6 +914,33 @@ REPORT=$WORK/results.md
     echo
     echo "stalled conns: connections that got no response from 25 % to 85 % of the run (PostgreSQL run; SQLite in the warnings). p50/p99 are wrk's, corrected for coordinated omission."
     [[ " $SCENARIOS " == *" mixed "* ]] && echo "¹ mixed: pgbench requests/s equivalent (weights list 35, get 35, toggle 7, update 7, create+delete 8 — that script is two requests)."
+    if [ -n "$EXTRA" ]; then
+        echo
+        echo "**Extra PostgreSQL row sets** (${EXTRA_SECS}s per run after ${WARMUP}s warm-up; same database, data and pgbench ceiling as above)"
+        echo
+        echo "| row set | scenario | conns | stalled conns | req/s | p50 ms | p99 ms | non-2xx + socket errors | server RSS max MB | pgbench tps | ours/pgbench | × default row |"
+        echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        for set in pgcache pgbouncer two; do
+            case $set in
+                pgcache) has_extra cache || continue; title="statement cache"; scens=$SCENARIOS ;;
+                pgbouncer) has_extra pgbouncer || continue; title="PgBouncer (transaction mode)"; scens=$SCENARIOS ;;
+                two) has_extra two || continue; title="two instances²"; scens=$TWO_SCENARIOS ;;
+            esac
+            for scen in $scens; do
+                for c in $CONNS; do
+                    l=${RES[$set:$scen:$c]:-}; p=${PGB[$scen:$c]:-}; d=${RES[pg:$scen:$c]:-}
+                    [ -n "$l" ] || continue
+                    cc=$c; [ "$set" = two ] && cc="2×$((c / 2))"
+                    pm=""; [ "$scen" = mixed ] && [ -n "$p" ] && pm="¹"
+                    echo "| $title | $scen | $cc | ${STALLS[$set:$scen:$c]:--} | $(fmt_int "$(kv "$l" rps)") | $(fmt_ms "$(kv "$l" p50_ms)") | $(fmt_ms "$(kv "$l" p99_ms)") | $(errs_cell "$l" "${LOGS[$set:$scen:$c]:-}") | $(mb "${RSS[$set:$scen:$c]:-}") | $(fmt_int "$p")$pm | $(ratio "$(kv "$l" rps)" "$p") | $(ratio "$(kv "$l" rps)" "$(kv "$d" rps)") |"
+                done
+            done
+        done
+        echo
+        echo "statement cache: the server with DB_STATEMENT_CACHE=true (each statement prepared once per pooled connection). PgBouncer: ${PGB_VERSION:-PgBouncer}, pool_mode=transaction, default_pool_size=$PGB_POOL, DB_STATEMENT_CACHE unset; pgbouncer used ${PGB_CPU_TXT:-?}. × default row: req/s ÷ the PostgreSQL (default) row of the same scenario and connection count (one server, ${SECS}s run)."
+        has_extra two && echo "² two servers on the same database, each driven by its own wrk (-t1, half the connections) at the same time: req/s and errors summed; p50, p99 and RSS are the worse of the two servers."
+    fi
+    echo
     echo "- start-up to first 200 from /health on SQLite: $STARTUP"
     echo "- binary: $SIZE_TXT"
     echo "- server RSS (MB) on PostgreSQL: $(mb "$RSS_PG_START") after start, $(mb "$RSS_PG_SEEDED") after seeding, $(mb "$RSS_PG_END") at the end ($PG_LOG_LINES log lines)"

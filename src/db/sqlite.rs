@@ -1,6 +1,8 @@
 //! The embedded SQLite store, the default when `DATABASE_URL` is unset: WAL mode so readers
 //! never wait for the writer, a busy timeout so writers queue instead of failing, and
-//! `synchronous=FULL` so that an acknowledged write survives a power cut.
+//! `synchronous=FULL` so that an acknowledged write survives a power cut. Each pooled
+//! connection's page cache is 1 MiB (the default 2 MiB times eight connections made the
+//! SQLite server's RSS 24 MB under load; the OS page cache still holds the file).
 
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -50,7 +52,8 @@ impl SqliteStore {
         let manager = SqliteConnectionManager::file(path).with_init(|c| {
             c.busy_timeout(BUSY_TIMEOUT)?;
             c.execute_batch(
-                "pragma journal_mode = wal; pragma synchronous = full; pragma foreign_keys = on;",
+                "pragma journal_mode = wal; pragma synchronous = full; pragma foreign_keys = on; \
+                 pragma cache_size = -1024;",
             )
         });
         let pool = r2d2::Pool::builder()

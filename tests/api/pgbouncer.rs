@@ -36,8 +36,10 @@ impl Bouncer {
                  listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
                  auth_type = trust\nauth_file = {users}\npool_mode = transaction\n\
                  default_pool_size = 4\nmax_client_conn = 200\nlogfile = {}\n\
-                 ignore_startup_parameters = extra_float_digits,options\n",
-                dir.path("pgbouncer.log")
+                 ignore_startup_parameters = extra_float_digits,options\n\
+                 pidfile = {}\n",
+                dir.path("pgbouncer.log"),
+                dir.path("pgbouncer.pid")
             ),
         )
         .unwrap();
@@ -84,6 +86,10 @@ impl Bouncer {
 
 impl Drop for Bouncer {
     fn drop(&mut self) {
+        // Killing `runuser` would orphan pgbouncer: stop pgbouncer itself, by its pidfile.
+        if let Ok(pid) = std::fs::read_to_string(self._dir.path("pgbouncer.pid")) {
+            let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
