@@ -106,6 +106,14 @@ impl TestDb {
         }
     }
 
+    /// The scratch database's name (PostgreSQL only).
+    pub fn postgres_name(&self) -> Option<&str> {
+        match self {
+            TestDb::Postgres { name, .. } => Some(name),
+            TestDb::Sqlite(_) => None,
+        }
+    }
+
     /// The URL a test can open its own connection with (PostgreSQL only).
     pub fn postgres_url(&self) -> Option<String> {
         match self {
@@ -241,6 +249,20 @@ pub fn token(sub: &str) -> String {
         Some(sub),
         Duration::from_secs(3600),
     )
+}
+
+/// Asserts a 401 for a token that fails verification, with RFC 6750's challenge, and that
+/// the token is not echoed back.
+pub fn assert_invalid_token(app: &TestApp, token: &str, why: &str) {
+    let r = app.with_token(token).get("/api/tasks");
+    assert_eq!(r.status, 401, "{why}: {}", r.text());
+    assert_eq!(
+        r.header("WWW-Authenticate"),
+        Some(r#"Bearer error="invalid_token""#),
+        "{why}"
+    );
+    assert!(!r.text().contains(token), "{why}: the token is echoed");
+    assert!(!r.detail().is_empty(), "{why}");
 }
 
 /// A response, fully read.

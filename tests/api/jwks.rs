@@ -161,13 +161,7 @@ fn jwks_tokens_are_refused_when_anything_is_off() {
         ),
     ];
     for (token, why) in &cases {
-        let r = app.with_token(token).get("/api/tasks");
-        assert_eq!(r.status, 401, "{why}: {}", r.text());
-        assert_eq!(
-            r.header("WWW-Authenticate"),
-            Some(r#"Bearer error="invalid_token""#),
-            "{why}"
-        );
+        assert_invalid_token(&app, token, why);
     }
     // An HS256-signed token whose header claims the JWKS key (algorithm confusion).
     let good = ed.sign(claims("u")).unwrap();

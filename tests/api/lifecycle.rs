@@ -392,14 +392,7 @@ fn postgres_over_verified_tls() {
     let cert = server_certificate(&admin);
     let db = TestDb::new(&Engine::Postgres(admin));
     let plain = db.postgres_url().unwrap();
-    let name = plain
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
+    let name = db.postgres_name().unwrap().to_string();
     // The certificate names `localhost`: connect by that name, trusting exactly that CA.
     let tls_url = format!(
         "postgresql://postgres@localhost:5432/{name}?sslmode=require&channel_binding=prefer&sslrootcert={cert}"

@@ -121,15 +121,7 @@ fn every_route_works_through_pgbouncer_in_transaction_mode() {
         return;
     }
     let db = TestDb::new(&Engine::Postgres(admin.clone()));
-    let direct = db.postgres_url().unwrap();
-    let name = direct
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
+    let name = db.postgres_name().unwrap().to_string();
     let bouncer = Bouncer::start("127.0.0.1", 5432);
     let pooled = format!("postgres://postgres@127.0.0.1:{}/{name}", bouncer.port);
     let app = TestApp::spawn_with(TestDb::new(&Engine::Sqlite), |c| {
