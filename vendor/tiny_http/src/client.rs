@@ -145,15 +145,19 @@ impl ClientConnection {
         max: usize,
         deadline: &mut Option<std::time::Instant>,
     ) -> Result<AsciiString, LineError> {
-        let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
+        use std::io::BufRead;
+        let mut buf: Vec<u8> = Vec::new();
 
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(Ok(b)) => b,
-                Some(Err(e)) => {
+            let available = match self.next_header_source.fill_buf() {
+                Ok(bytes) if bytes.is_empty() => {
+                    return Err(LineError::Io(IoError::new(
+                        ErrorKind::ConnectionAborted,
+                        "Unexpected EOF",
+                    )))
+                }
+                Ok(bytes) => bytes,
+                Err(e) => {
                     let timeout = matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
                     return Err(if timeout && deadline.is_none() {
                         LineError::Idle
@@ -162,12 +166,6 @@ impl ClientConnection {
                     } else {
                         LineError::Io(e)
                     });
-                }
-                None => {
-                    return Err(LineError::Io(IoError::new(
-                        ErrorKind::ConnectionAborted,
-                        "Unexpected EOF",
-                    )))
                 }
             };
             if !self.counted {
@@ -179,18 +177,30 @@ impl ClientConnection {
                 return Err(LineError::Deadline);
             }
 
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
+            // The line ends at the first `\n` preceded by `\r` (a lone `\n` is part of it).
+            let mut end = None;
+            for (i, &b) in available.iter().enumerate() {
+                let prev = if i == 0 { buf.last().copied() } else { Some(available[i - 1]) };
+                if b == b'\n' && prev == Some(b'\r') {
+                    end = Some(i + 1);
+                    break;
+                }
+            }
+            let taken = end.unwrap_or(available.len());
+            buf.extend_from_slice(&available[..taken]);
+            self.next_header_source.consume(taken);
+
+            if end.is_some() {
+                buf.truncate(buf.len() - 2); // removing the CRLF
+                if buf.len() > max {
+                    return Err(LineError::TooLong);
+                }
                 return AsciiString::from_ascii(buf).map_err(|_| {
                     LineError::Io(IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"))
                 });
             }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            buf.push(byte);
-            // `max` counts the line without its CRLF; the `\r` is in `buf` until the `\n`.
-            if buf.len() > max + usize::from(byte == b'\r') {
+            // `max` counts the line without its CRLF; a trailing `\r` may be the CR of it.
+            if buf.len() > max + usize::from(buf.last() == Some(&b'\r')) {
                 return Err(LineError::TooLong);
             }
         }
