@@ -90,9 +90,17 @@ pub fn redact(database: &Database) -> String {
     }
 }
 
-/// The selected columns, in the order `Task` is built from.
-pub(crate) const COLUMNS: &str =
-    "id, title, description, completed, due_date, created_at, updated_at";
+/// The selected columns, in the order `Task` is built from; a macro so that the fixed
+/// statements can be `concat!`-ed once at compile time instead of formatted per request.
+macro_rules! columns {
+    () => {
+        "id, title, description, completed, due_date, created_at, updated_at"
+    };
+}
+pub(crate) use columns;
+
+/// The same columns, for statements built at run time (the list).
+pub(crate) const COLUMNS: &str = columns!();
 
 /// The `where` suffix for a status filter; `completed` is a boolean in both dialects
 /// (SQLite compares the 0/1 it stores with its `true`/`false` keywords).

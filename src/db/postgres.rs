@@ -14,7 +14,7 @@ use postgres::{Client, Row, Statement};
 use postgres_native_tls::MakeTlsConnector;
 use r2d2_postgres::PostgresConnectionManager;
 
-use super::{order_clause, status_clause, Store, Task, COLUMNS};
+use super::{columns, order_clause, status_clause, Store, Task, COLUMNS};
 use crate::auth::User;
 use crate::error::{Error, Result};
 use crate::tasks::{ListQuery, NewTask, TaskPatch};
@@ -221,14 +221,15 @@ impl Store for PgStore {
     }
 
     fn create(&self, user: &User, new: &NewTask) -> Result<Task> {
-        let sql = format!(
+        let sql = concat!(
             "insert into tasks (user_id, title, description, completed, due_date) \
-             values ($1, $2, $3, $4, $5) returning {COLUMNS}"
+             values ($1, $2, $3, $4, $5) returning ",
+            columns!()
         );
         let due = new.due_date.map(Micros::to_system_time);
         let insert = |c: &mut PgConn| {
             c.query(
-                &sql,
+                sql,
                 &[
                     (&user.id, Type::TEXT),
                     (&new.title, Type::TEXT),
@@ -250,20 +251,25 @@ impl Store for PgStore {
     }
 
     fn get(&self, user_id: &str, id: i64) -> Result<Option<Task>> {
-        let sql = format!("select {COLUMNS} from tasks where id = $1 and user_id = $2");
-        let rows = self.read(|c| c.query(&sql, &id_and_user(&id, &user_id)))?;
+        let sql = concat!(
+            "select ",
+            columns!(),
+            " from tasks where id = $1 and user_id = $2"
+        );
+        let rows = self.read(|c| c.query(sql, &id_and_user(&id, &user_id)))?;
         rows.first().map(task).transpose()
     }
 
     fn update(&self, user_id: &str, id: i64, patch: &TaskPatch) -> Result<Option<Task>> {
-        let sql = format!(
+        let sql = concat!(
             "update tasks set \
              title = coalesce($3, title), \
              description = case when $4 then $5 else description end, \
              completed = coalesce($6, completed), \
              due_date = case when $7 then $8 else due_date end, \
              updated_at = now() \
-             where id = $1 and user_id = $2 returning {COLUMNS}"
+             where id = $1 and user_id = $2 returning ",
+            columns!()
         );
         let set_description = patch.description.is_some();
         let description = patch.description.clone().flatten();
@@ -271,7 +277,7 @@ impl Store for PgStore {
         let due = patch.due_date.flatten().map(Micros::to_system_time);
         let rows = self.write(|c| {
             c.query(
-                &sql,
+                sql,
                 &[
                     (&id, Type::INT8),
                     (&user_id, Type::TEXT),
@@ -294,11 +300,12 @@ impl Store for PgStore {
     }
 
     fn toggle(&self, user_id: &str, id: i64) -> Result<Option<Task>> {
-        let sql = format!(
+        let sql = concat!(
             "update tasks set completed = not completed, updated_at = now() \
-             where id = $1 and user_id = $2 returning {COLUMNS}"
+             where id = $1 and user_id = $2 returning ",
+            columns!()
         );
-        let rows = self.write(|c| c.query(&sql, &id_and_user(&id, &user_id)))?;
+        let rows = self.write(|c| c.query(sql, &id_and_user(&id, &user_id)))?;
         rows.first().map(task).transpose()
     }
 }

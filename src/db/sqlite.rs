@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, ErrorCode, Row};
 
-use super::{order_clause, status_clause, Store, Task, COLUMNS};
+use super::{columns, order_clause, status_clause, Store, Task, COLUMNS};
 use crate::auth::User;
 use crate::error::{Error, Result};
 use crate::tasks::{ListQuery, NewTask, TaskPatch};
@@ -138,15 +138,16 @@ impl Store for SqliteStore {
     }
 
     fn create(&self, user: &User, new: &NewTask) -> Result<Task> {
-        let sql = format!(
+        let sql = concat!(
             "insert into tasks (user_id, title, description, completed, due_date, created_at, \
-             updated_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?6) returning {COLUMNS}"
+             updated_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?6) returning ",
+            columns!()
         );
         let (_turn, conn) = self.writer()?;
         let insert = |conn: &Connection| {
             let now = Micros::now().to_rfc3339();
             let due = new.due_date.map(Micros::to_rfc3339);
-            conn.prepare_cached(&sql)?.query_row(
+            conn.prepare_cached(sql)?.query_row(
                 params![user.id, new.title, new.description, new.completed, due, now],
                 task,
             )
@@ -162,24 +163,29 @@ impl Store for SqliteStore {
     }
 
     fn get(&self, user_id: &str, id: i64) -> Result<Option<Task>> {
-        let sql = format!("select {COLUMNS} from tasks where id = ?1 and user_id = ?2");
+        let sql = concat!(
+            "select ",
+            columns!(),
+            " from tasks where id = ?1 and user_id = ?2"
+        );
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut stmt = conn.prepare_cached(sql)?;
         optional(stmt.query_row(params![id, user_id], task))
     }
 
     fn update(&self, user_id: &str, id: i64, patch: &TaskPatch) -> Result<Option<Task>> {
-        let sql = format!(
+        let sql = concat!(
             "update tasks set \
              title = coalesce(?3, title), \
              description = case when ?4 then ?5 else description end, \
              completed = coalesce(?6, completed), \
              due_date = case when ?7 then ?8 else due_date end, \
              updated_at = ?9 \
-             where id = ?1 and user_id = ?2 returning {COLUMNS}"
+             where id = ?1 and user_id = ?2 returning ",
+            columns!()
         );
         let (_turn, conn) = self.writer()?;
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut stmt = conn.prepare_cached(sql)?;
         optional(stmt.query_row(
             params![
                 id,
@@ -203,12 +209,13 @@ impl Store for SqliteStore {
     }
 
     fn toggle(&self, user_id: &str, id: i64) -> Result<Option<Task>> {
-        let sql = format!(
+        let sql = concat!(
             "update tasks set completed = 1 - completed, updated_at = ?3 \
-             where id = ?1 and user_id = ?2 returning {COLUMNS}"
+             where id = ?1 and user_id = ?2 returning ",
+            columns!()
         );
         let (_turn, conn) = self.writer()?;
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut stmt = conn.prepare_cached(sql)?;
         optional(stmt.query_row(params![id, user_id, Micros::now().to_rfc3339()], task))
     }
 }
