@@ -157,10 +157,15 @@ impl From<postgres::Error> for Error {
                     .contains(code)
             }
         };
+        // The driver's own Display of a server error is only "db error".
+        let detail = match e.as_db_error() {
+            Some(db) => format!("postgres: {} ({})", db.message(), db.code().code()),
+            None => format!("postgres: {e}"),
+        };
         if unavailable {
-            Error::Unavailable(format!("postgres: {e}"))
+            Error::Unavailable(detail)
         } else {
-            Error::Internal(format!("postgres: {e}"))
+            Error::Internal(detail)
         }
     }
 }
