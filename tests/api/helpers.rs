@@ -492,8 +492,12 @@ pub mod tempdir {
     pub struct TempDir(PathBuf);
 
     impl TempDir {
+        /// A fresh directory: the process id and a counter keep tests running at the same
+        /// time with the same prefix apart.
         pub fn new(prefix: &str) -> TempDir {
-            let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("create temp dir");
             TempDir(dir)
