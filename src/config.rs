@@ -40,9 +40,9 @@ pub struct Config {
     pub workers: usize,
     /// Pooled database connections.
     pub pool_size: u32,
-    /// Prepare PostgreSQL statements once per pooled connection (`DB_STATEMENT_CACHE`).
-    /// Faster, but wrong behind a transaction-mode pooler (Neon's `-pooler` endpoint), where
-    /// consecutive statements may reach different server connections; off by default.
+    /// Prepare PostgreSQL statements once per pooled connection (`DB_STATEMENT_CACHE`, on by
+    /// default). Behind a transaction-mode pooler (Neon's `-pooler` endpoint) the store finds
+    /// out on its first missing statement and sends every statement unnamed from then on.
     pub statement_cache: bool,
 }
 
@@ -148,14 +148,15 @@ impl Config {
             listen: SocketAddr::new(host, port),
             workers,
             pool_size,
-            statement_cache: parse_bool("DB_STATEMENT_CACHE", get("DB_STATEMENT_CACHE"))?,
+            statement_cache: parse_bool("DB_STATEMENT_CACHE", get("DB_STATEMENT_CACHE"), true)?,
         })
     }
 }
 
-fn parse_bool(name: &str, value: Option<String>) -> Result<bool, String> {
+fn parse_bool(name: &str, value: Option<String>, default: bool) -> Result<bool, String> {
     match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("0" | "false" | "no" | "off") => Ok(false),
+        None => Ok(default),
+        Some("0" | "false" | "no" | "off") => Ok(false),
         Some("1" | "true" | "yes" | "on") => Ok(true),
         Some(other) => Err(format!("{name} must be true or false, not {other:?}")),
     }
@@ -243,6 +244,7 @@ mod tests {
         assert_eq!(c.jwks_url, "http://localhost:3000/api/auth/jwks");
         assert_eq!(c.listen, "127.0.0.1:8000".parse().unwrap());
         assert!(c.workers >= 4);
+        assert!(c.statement_cache);
         assert_eq!(c.pool_size as usize, c.workers);
     }
 
@@ -261,7 +263,7 @@ mod tests {
             ("PORT", "9000"),
             ("WORKERS", "3"),
             ("DB_POOL_SIZE", "2"),
-            ("DB_STATEMENT_CACHE", "true"),
+            ("DB_STATEMENT_CACHE", "false"),
         ])
         .unwrap();
         assert!(matches!(c.database, Database::Postgres(_)));
@@ -275,7 +277,7 @@ mod tests {
         assert_eq!(c.issuer.as_deref(), Some("https://app.example.com"));
         assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!((c.workers, c.pool_size), (3, 2));
-        assert!(c.statement_cache);
+        assert!(!c.statement_cache);
     }
 
     #[test]

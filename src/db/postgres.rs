@@ -1,10 +1,12 @@
 //! The PostgreSQL store: an r2d2 pool of `postgres` clients, TLS through native-tls, and
-//! one-round-trip statements (`query_typed`: unnamed, so a transaction-mode pooler such as
-//! Neon's `-pooler` endpoint never sees a prepared statement it cannot route).
+//! one round trip per statement: prepared once per connection, or unnamed (`query_typed`)
+//! when the statement cache is off or a transaction-mode pooler such as Neon's `-pooler`
+//! endpoint turned out to be in the way.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use postgres::config::SslMode;
@@ -35,42 +37,65 @@ const SUSPECT_WINDOW: Duration = Duration::from_secs(10);
 type Pool = r2d2::Pool<Manager>;
 type Conn = r2d2::PooledConnection<Manager>;
 
-/// A pooled client, with its prepared statements when the statement cache is on.
+/// A pooled client, with the statements it has prepared.
 pub struct PgConn {
     client: Client,
-    statements: Option<HashMap<String, Statement>>,
+    /// Prepared statements by SQL text, while the pool's statement cache is on.
+    statements: HashMap<String, Statement>,
+    /// The pool's statement cache switch, shared by every connection of the pool.
+    cache: Arc<AtomicBool>,
 }
 
 impl PgConn {
-    /// Runs a statement in one round trip: a statement prepared once per connection when the
-    /// cache is on (Bind/Execute only), else an unnamed one (`query_typed`: Parse, Bind and
-    /// Execute together), which is what a transaction-mode pooler needs.
+    /// Runs a statement in one round trip: a statement prepared once per connection while
+    /// the statement cache is on (Bind and Execute only: PostgreSQL neither parses nor,
+    /// after a few runs, plans it again), else an unnamed one (`query_typed`: Parse, Bind
+    /// and Execute together, parsed and planned every time).
+    ///
+    /// Behind a transaction-mode pooler (PgBouncer 1.18, which does not track prepared
+    /// statements) consecutive transactions may reach different server connections, and a
+    /// statement prepared on one is missing on the next. That bind fails before anything
+    /// runs (26000), and it cannot find another process's statement of the same name
+    /// (vendor/tokio-postgres/PATCHES.md): the statement is then sent unnamed, and the
+    /// whole pool stops preparing for good.
     fn query(
         &mut self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, postgres::Error> {
-        let Some(statements) = &mut self.statements else {
+        if !self.cache.load(Ordering::Relaxed) {
             return self.client.query_typed(sql, params);
-        };
-        let statement = match statements.get(sql) {
+        }
+        let statement = match self.statements.get(sql) {
             Some(s) => s.clone(),
             None => {
                 let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
                 let s = self.client.prepare_typed(sql, &types)?;
-                statements.insert(sql.to_string(), s.clone());
+                self.statements.insert(sql.to_string(), s.clone());
                 s
             }
         };
         let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
-        self.client.query(&statement, &values)
+        match self.client.query(&statement, &values) {
+            Err(e) if is(&e, &SqlState::INVALID_SQL_STATEMENT_NAME) => {
+                if self.cache.swap(false, Ordering::Relaxed) {
+                    log::warn!(
+                        "a prepared statement vanished between transactions (a transaction-mode \
+                         pooler?): sending every statement unnamed from now on"
+                    );
+                }
+                self.statements.clear();
+                self.client.query_typed(sql, params)
+            }
+            other => other,
+        }
     }
 }
 
-/// r2d2's manager for `PgConn`: r2d2_postgres's, plus the statement cache.
+/// r2d2's manager for `PgConn`: r2d2_postgres's, plus the statement cache switch.
 pub struct Manager {
     inner: PostgresConnectionManager<MakeTlsConnector>,
-    statement_cache: bool,
+    cache: Arc<AtomicBool>,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -81,7 +106,8 @@ impl r2d2::ManageConnection for Manager {
         let client = self.inner.connect()?;
         Ok(PgConn {
             client,
-            statements: self.statement_cache.then(HashMap::new),
+            statements: HashMap::new(),
+            cache: self.cache.clone(),
         })
     }
 
@@ -111,7 +137,7 @@ impl PgStore {
         let (config, tls) = connect_options(url)?;
         let manager = Manager {
             inner: PostgresConnectionManager::new(config, tls),
-            statement_cache,
+            cache: Arc::new(AtomicBool::new(statement_cache)),
         };
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)

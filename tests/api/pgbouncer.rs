@@ -19,7 +19,8 @@ struct Bouncer {
 }
 
 impl Bouncer {
-    fn start(upstream_host: &str, upstream_port: u16) -> Bouncer {
+    /// `pool_size` server connections per database and user.
+    fn start(upstream_host: &str, upstream_port: u16, pool_size: u32) -> Bouncer {
         let dir = tempdir::TempDir::new("todo-pgbouncer");
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -35,7 +36,7 @@ impl Bouncer {
                 "[databases]\n* = host={upstream_host} port={upstream_port}\n\n[pgbouncer]\n\
                  listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
                  auth_type = trust\nauth_file = {users}\npool_mode = transaction\n\
-                 default_pool_size = 4\nmax_client_conn = 200\nlogfile = {}\n\
+                 default_pool_size = {pool_size}\nmax_client_conn = 200\nlogfile = {}\n\
                  ignore_startup_parameters = extra_float_digits,options\n\
                  pidfile = {}\n",
                 dir.path("pgbouncer.log"),
@@ -107,26 +108,37 @@ fn pgbouncer_binary() -> Option<String> {
     .map(String::from)
 }
 
-#[test]
-fn every_route_works_through_pgbouncer_in_transaction_mode() {
-    let Some(Engine::Postgres(admin)) = Engine::postgres() else {
-        return;
-    };
+/// The PostgreSQL engine when both it and PgBouncer are there; `None` (skip) otherwise,
+/// which fails under `REQUIRE_POSTGRES` (CI).
+fn engine_and_pgbouncer() -> Option<Engine> {
+    let engine = Engine::postgres()?;
     if pgbouncer_binary().is_none() {
         assert!(
             std::env::var("REQUIRE_POSTGRES").is_err(),
             "pgbouncer is not installed (apt-get install pgbouncer)"
         );
         eprintln!("pgbouncer is not installed: skipping");
-        return;
+        return None;
     }
-    let db = TestDb::new(&Engine::Postgres(admin.clone()));
+    Some(engine)
+}
+
+/// With the default statement cache on: 8 pooled clients share 4 server connections, so
+/// statements prepared on one are soon missing on another; the store must notice and
+/// answer every request all the same.
+#[test]
+fn every_route_works_through_pgbouncer_in_transaction_mode() {
+    let Some(engine) = engine_and_pgbouncer() else {
+        return;
+    };
+    let db = TestDb::new(&engine);
     let name = db.postgres_name().unwrap().to_string();
-    let bouncer = Bouncer::start("127.0.0.1", 5432);
+    let bouncer = Bouncer::start("127.0.0.1", 5432, 4);
     let pooled = format!("postgres://postgres@127.0.0.1:{}/{name}", bouncer.port);
     let app = TestApp::spawn_with(TestDb::new(&Engine::Sqlite), |c| {
         c.database = Database::Postgres(pooled.clone());
         c.pool_size = 8;
+        assert!(c.statement_cache, "the default");
     });
 
     let alice = app.user("alice");
@@ -186,5 +198,64 @@ fn every_route_works_through_pgbouncer_in_transaction_mode() {
     assert_eq!(alice.delete(&path).status, 204);
     assert_eq!(app.anonymous().get("/health").status, 200);
     drop(app);
+    drop(db);
+}
+
+/// Two server processes behind a pooler with a single server connection: every statement
+/// of both lands in the same PostgreSQL session, so neither ever misses one and both keep
+/// preparing. Statements named alike in both processes (tokio-postgres 0.7.18 names them
+/// `s0`, `s1`, ... in every process) would collide there: the second process could not
+/// prepare its `s0`, or would bind the first one's. Each process must get its own answers.
+#[test]
+fn two_processes_sharing_one_server_connection_never_run_each_others_statements() {
+    let Some(engine) = engine_and_pgbouncer() else {
+        return;
+    };
+    let db = TestDb::new(&engine);
+    let name = db.postgres_name().unwrap().to_string();
+    let bouncer = Bouncer::start("127.0.0.1", 5432, 1);
+    let pooled = format!("postgres://postgres@127.0.0.1:{}/{name}", bouncer.port);
+    let env = [
+        ("DATABASE_URL", pooled.as_str()),
+        ("BETTER_AUTH_SECRET", SECRET),
+        ("DB_POOL_SIZE", "2"),
+    ];
+    let first = Process::start(&env);
+    let second = Process::start(&env);
+    let client = |p: &Process, sub: &str| Client {
+        addr: p.addr,
+        token: Some(token(sub)),
+    };
+    let (alice, bob) = (client(&first, "alice"), client(&second, "bob"));
+    // Different first statements in the two processes, so that equal names would mean
+    // different SQL: alice's process starts with a list, bob's with a create.
+    assert_eq!(alice.get("/api/tasks").json(), json!([]));
+    let b = bob.post("/api/tasks", r#"{"title": "bob's"}"#);
+    assert_eq!(b.status, 201, "{}", b.text());
+    for round in 0..3 {
+        let a = alice.post("/api/tasks", &format!(r#"{{"title": "alice {round}"}}"#));
+        assert_eq!(a.status, 201, "{}", a.text());
+        let a = a.json();
+        let path = format!("/api/tasks/{}", a["id"]);
+        assert_eq!(alice.get(&path).json(), a);
+        assert_eq!(bob.get(&path).status, 404);
+        assert_eq!(
+            alice.patch(&format!("{path}/complete"), "").json()["completed"],
+            true
+        );
+        let bobs = bob.get("/api/tasks").json();
+        assert_eq!(bobs.as_array().unwrap().len(), 1, "{bobs}");
+        assert_eq!(bobs[0]["title"], "bob's");
+        assert_eq!(alice.delete(&path).status, 204);
+        assert_eq!(alice.get(&path).status, 404);
+    }
+    let logged: Vec<String> = [&first, &second].iter().flat_map(|p| p.logged()).collect();
+    assert!(
+        !logged
+            .iter()
+            .any(|l| l.contains("ERROR") || l.contains("unnamed")),
+        "{logged:#?}"
+    );
+    drop((first, second));
     drop(db);
 }
