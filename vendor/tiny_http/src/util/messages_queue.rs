@@ -28,15 +28,16 @@ where
 
     /// Pushes an element to the queue.
     pub fn push(&self, value: T) {
-        let mut queue = self.queue.lock().unwrap();
-        queue.push_back(Control::Elem(value));
+        // todo-api patch: notify after the lock is released. Notifying while holding it woke
+        // a worker straight into a blocked lock(): two more futex calls and a context switch
+        // per request (strace).
+        self.queue.lock().unwrap().push_back(Control::Elem(value));
         self.condvar.notify_one();
     }
 
     /// Unblock one thread stuck in pop loop.
     pub fn unblock(&self) {
-        let mut queue = self.queue.lock().unwrap();
-        queue.push_back(Control::Unblock);
+        self.queue.lock().unwrap().push_back(Control::Unblock);
         self.condvar.notify_one();
     }
 
