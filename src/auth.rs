@@ -3,13 +3,14 @@
 //! both a `sub` token and Better Auth's session cookie-cache token — and EdDSA, ES256 or
 //! RS256 tokens of Better Auth's JWT plugin, by a key of its JWKS picked by `kid`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use jwt_simple::prelude::*;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::jwks::Jwks;
+use crate::jwks::{Jwks, PublicKey};
 
 /// Tokens longer than this are refused before any parsing (API.md, Authentication).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -17,6 +18,8 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 const LEEWAY_SECONDS: u64 = 60;
 /// The longest user id we store.
 const MAX_SUB_CHARS: usize = 255;
+/// Verified tokens remembered; past this, expired ones are dropped, then all if need be.
+const VERIFIED_CAPACITY: usize = 10_000;
 
 /// The verified caller of an `/api/*` route.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -57,6 +60,21 @@ pub struct Authenticator {
     options: VerificationOptions,
     jwks: Jwks,
     jwks_options: VerificationOptions,
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+/// A token that passed verification, remembered by the SHA-256 of its text: a request
+/// with the same token is answered from here without decoding, HMAC or signature check.
+/// Keyed by a digest, never by the token itself, so that looking one up compares no
+/// secret bytes, and stored tokens are not kept in memory.
+struct Verified {
+    user: User,
+    /// Unix seconds until which the token is accepted: `exp` plus the leeway, as
+    /// verification itself allows. Every other check's outcome cannot change with time.
+    until: u64,
+    /// For a JWKS token, the key that verified it: the entry holds only while the key set
+    /// still maps its `kid` to this very key (a refetched set yields new keys).
+    key: Option<(String, Arc<PublicKey>)>,
 }
 
 impl Authenticator {
@@ -88,6 +106,7 @@ impl Authenticator {
             options,
             jwks: Jwks::new(config.jwks_url.clone(), config.jwks_refetch),
             jwks_options,
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -100,13 +119,47 @@ impl Authenticator {
                 token.len()
             )));
         }
+        let digest = hmac_sha256::Hash::hash(token.as_bytes());
+        let now = unix_now();
+        if let Some(user) = self.remembered(&digest, now) {
+            return Ok(user);
+        }
+        let (claims, key) = self.verify(token)?;
+        let until = claims
+            .expires_at
+            .map_or(0, |exp| exp.as_secs().saturating_add(LEEWAY_SECONDS));
+        let user = user_from_claims(claims)?;
+        self.remember(
+            digest,
+            now,
+            Verified {
+                user: user.clone(),
+                until,
+                key,
+            },
+        );
+        Ok(user)
+    }
+
+    /// Full verification: signature, then the claims; for a JWKS token also the key used.
+    #[allow(clippy::type_complexity)]
+    fn verify(
+        &self,
+        token: &str,
+    ) -> Result<(JWTClaims<Profile>, Option<(String, Arc<PublicKey>)>)> {
         let metadata = Token::decode_metadata(token)
             .map_err(|e| Error::InvalidToken(format!("undecodable token: {e}")))?;
-        let claims = match metadata.algorithm() {
+        let failed =
+            |e: jwt_simple::Error| Error::InvalidToken(format!("verification failed: {e}"));
+        match metadata.algorithm() {
             // API.md, Authentication: an HS256 token's `kid`, if any, is ignored.
-            "HS256" => self
-                .hs256
-                .verify_token::<Profile>(token, Some(self.options.clone())),
+            "HS256" => {
+                let claims = self
+                    .hs256
+                    .verify_token::<Profile>(token, Some(self.options.clone()))
+                    .map_err(failed)?;
+                Ok((claims, None))
+            }
             alg @ ("EdDSA" | "ES256" | "RS256") => {
                 let kid = metadata
                     .key_id()
@@ -116,13 +169,48 @@ impl Authenticator {
                     let msg = format!("{alg} token for a {} key", key.algorithm());
                     return Err(Error::InvalidToken(msg));
                 }
-                key.verify::<Profile>(token, self.jwks_options.clone())
+                let claims = key
+                    .verify::<Profile>(token, self.jwks_options.clone())
+                    .map_err(failed)?;
+                Ok((claims, Some((kid.to_string(), key))))
             }
-            other => return Err(Error::InvalidToken(format!("unsupported alg {other:?}"))),
+            other => Err(Error::InvalidToken(format!("unsupported alg {other:?}"))),
         }
-        .map_err(|e| Error::InvalidToken(format!("verification failed: {e}")))?;
-        user_from_claims(claims)
     }
+
+    /// The user of a token verified before, if it has not expired since and, for a JWKS
+    /// token, its key is still the one the key set has under its `kid`.
+    fn remembered(&self, digest: &[u8; 32], now: u64) -> Option<User> {
+        let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = verified.get(digest)?;
+        if now > entry.until {
+            return None;
+        }
+        if let Some((kid, key)) = &entry.key {
+            if !self.jwks.current(kid).is_some_and(|k| Arc::ptr_eq(&k, key)) {
+                return None;
+            }
+        }
+        Some(entry.user.clone())
+    }
+
+    fn remember(&self, digest: [u8; 32], now: u64, entry: Verified) {
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.retain(|_, v| now <= v.until);
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, entry);
+    }
+}
+
+/// Seconds since the Unix epoch (0 for a clock before it, which accepts nothing new).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.
@@ -237,6 +325,77 @@ mod tests {
                 "{header:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_remembered_token_expires_as_verification_would_let_it() {
+        let auth = authenticator(b"test-secret-123");
+        let ttl = std::time::Duration::from_secs(120);
+        let token = mint(b"test-secret-123", "u1", None, None, ttl);
+        let user = auth.authenticate(Some(&bearer(&token))).unwrap();
+        let digest = hmac_sha256::Hash::hash(token.as_bytes());
+        let now = unix_now();
+        assert_eq!(auth.remembered(&digest, now), Some(user.clone()));
+        // Minted at `now` (or a second before): exp is now + 120 at most.
+        let last_second = now + ttl.as_secs() + LEEWAY_SECONDS;
+        assert!(auth.remembered(&digest, last_second - 1).is_some());
+        assert_eq!(auth.remembered(&digest, last_second + 1), None);
+        // The same token, verified afresh at that time, fails too.
+        let later = VerificationOptions {
+            artificial_time: Some(UnixTimeStamp::from_secs(last_second + 1)),
+            ..auth.options.clone()
+        };
+        assert!(auth
+            .hs256
+            .verify_token::<Profile>(&token, Some(later))
+            .is_err());
+    }
+
+    #[test]
+    fn a_remembered_token_changed_in_any_byte_is_verified_afresh() {
+        let auth = authenticator(b"test-secret-123");
+        let token = mint(
+            b"test-secret-123",
+            "u1",
+            None,
+            None,
+            std::time::Duration::from_secs(60),
+        );
+        assert!(auth.authenticate(Some(&bearer(&token))).is_ok());
+        // Header, payload, signature (not its last character, whose low bits are padding).
+        for i in [0, token.len() / 2, token.len() - 2] {
+            let mut bytes = token.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let tampered = String::from_utf8(bytes).unwrap();
+            assert!(
+                matches!(
+                    auth.authenticate(Some(&bearer(&tampered))),
+                    Err(Error::InvalidToken(_))
+                ),
+                "byte {i}"
+            );
+        }
+        assert!(auth.authenticate(Some(&bearer(&token))).is_ok());
+    }
+
+    #[test]
+    fn the_remembered_set_is_bounded() {
+        let auth = authenticator(b"test-secret-123");
+        for i in 0..VERIFIED_CAPACITY + 10 {
+            let user = User {
+                id: format!("u{i}"),
+                email: None,
+                name: None,
+            };
+            let digest = hmac_sha256::Hash::hash(user.id.as_bytes());
+            let entry = Verified {
+                user,
+                until: u64::MAX,
+                key: None,
+            };
+            auth.remember(digest, 0, entry);
+        }
+        assert!(auth.verified.lock().unwrap().len() <= VERIFIED_CAPACITY);
     }
 
     #[test]

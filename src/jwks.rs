@@ -104,6 +104,11 @@ impl Jwks {
             .ok_or_else(|| format!("unknown kid {kid:?}"))
     }
 
+    /// The key the set holds under `kid` now, without fetching.
+    pub fn current(&self, kid: &str) -> Option<std::sync::Arc<PublicKey>> {
+        self.cached(kid)
+    }
+
     fn cached(&self, kid: &str) -> Option<std::sync::Arc<PublicKey>> {
         self.keys
             .read()
