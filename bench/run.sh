@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh: load benchmark of todo-api against PostgreSQL and embedded SQLite, with the
 # database-only ceiling (pgbench running the same SQL) beside it, plus three PostgreSQL row
-# sets: the statement cache on, through PgBouncer in transaction mode, two servers on one
-# database. See bench/README.md.
+# sets: unnamed statements (statement cache off), through PgBouncer in transaction mode, two
+# servers on one database. See bench/README.md.
 #
 #   TODO_API_BIN=/path/to/todo-api bash bench/run.sh      # or: bash bench/run.sh (cargo build)
 #
@@ -13,9 +13,9 @@
 #   BENCH_SCENARIOS     subset of "list get create toggle mixed" (default: all five)
 #   BENCH_CONNECTIONS   connection counts (default "16 64")
 #   BENCH_SKIP_SQLITE   1 = skip the SQLite runs (default 0)
-#   BENCH_EXTRA         extra PostgreSQL row sets, any of "cache pgbouncer two" (default: all
-#                       three; "none" = skip them): cache = the server with
-#                       DB_STATEMENT_CACHE=true; pgbouncer = the server behind a local
+#   BENCH_EXTRA         extra PostgreSQL row sets, any of "unnamed pgbouncer two" (default:
+#                       all three; "none" = skip them): unnamed = the server with
+#                       DB_STATEMENT_CACHE=false; pgbouncer = the server behind a local
 #                       PgBouncer in transaction mode; two = two servers on one database
 #   BENCH_EXTRA_SECONDS length of each measured run of the extra row sets (default 6)
 #   BENCH_TWO_SCENARIOS scenarios of the two-instance row set (default "get mixed")
@@ -38,7 +38,7 @@ WARMUP=${BENCH_WARMUP:-2}
 CONNS=${BENCH_CONNECTIONS:-16 64}
 SCENARIOS=${BENCH_SCENARIOS:-list get create toggle mixed}
 SKIP_SQLITE=${BENCH_SKIP_SQLITE:-0}
-EXTRA=${BENCH_EXTRA-cache pgbouncer two}
+EXTRA=${BENCH_EXTRA-unnamed pgbouncer two}
 [ "$EXTRA" = none ] && EXTRA=""
 EXTRA_SECS=${BENCH_EXTRA_SECONDS:-6}
 TWO_SCENARIOS=${BENCH_TWO_SCENARIOS:-get mixed}
@@ -67,7 +67,7 @@ for s in $TWO_SCENARIOS; do
     case $s in list|get|create|toggle|mixed) ;; *) die "unknown scenario '$s' in BENCH_TWO_SCENARIOS" ;; esac
 done
 for s in $EXTRA; do
-    case $s in cache|pgbouncer|two) ;; *) die "unknown row set '$s' in BENCH_EXTRA (cache, pgbouncer, two, or none)" ;; esac
+    case $s in unnamed|pgbouncer|two) ;; *) die "unknown row set '$s' in BENCH_EXTRA (unnamed, pgbouncer, two, or none)" ;; esac
 done
 has_extra() { [[ " $EXTRA " == *" $1 "* ]]; }
 [[ $SECS =~ ^[0-9]+$ && $SECS -ge 1 ]] || die "BENCH_SECONDS must be a positive integer"
@@ -575,7 +575,7 @@ record_run() {
 }
 
 # bench_backend NAME [SECONDS]: warm-up + measured wrk run per scenario and connection
-# count against the server at $URL. NAME is pg, sqlite, or a PostgreSQL row set (pgcache,
+# count against the server at $URL. NAME is pg, sqlite, or a PostgreSQL row set (pgunnamed,
 # pgbouncer); SECONDS defaults to BENCH_SECONDS
 bench_backend() {
     local backend=$1 secs=${2:-$SECS} scen c w from
@@ -756,19 +756,19 @@ server_log_check pg
 if [ "$CONTIGUOUS" = 1 ]; then bench_pgbench; fi
 PG_LOG_LINES=$(wc -l <"$WORK/pg.server.log")
 
-# --- PostgreSQL row sets: statement cache, PgBouncer, two instances -----------------------
+# --- PostgreSQL row sets: unnamed statements, PgBouncer, two instances --------------------
 # Same database and data as above (the seeded ids are in data-pg.lua); each set starts its
 # own server(s), so the per-run RSS and logs are theirs.
 PG_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$DB"
-if has_extra cache; then
-    cp "$WORK/data-pg.lua" "$WORK/data-pgcache.lua"
-    start_server pgcache "$PG_URL" DB_STATEMENT_CACHE=true
-    [[ ${SERVER_INFO[pgcache]:-} == *"statement cache"* ]] ||
-        WARNINGS+=("pgcache: the server's start-up line does not say 'statement cache': DB_STATEMENT_CACHE=true may not have taken effect")
-    log "pgcache server (DB_STATEMENT_CACHE=true) up at $URL (pid $SERVER_PID)"
-    bench_backend pgcache "$EXTRA_SECS"
-    stop_server pgcache
-    server_log_check pgcache
+if has_extra unnamed; then
+    cp "$WORK/data-pg.lua" "$WORK/data-pgunnamed.lua"
+    start_server pgunnamed "$PG_URL" DB_STATEMENT_CACHE=false
+    [[ ${SERVER_INFO[pgunnamed]:-} != *"statement cache"* ]] ||
+        WARNINGS+=("pgunnamed: the server's start-up line says 'statement cache': DB_STATEMENT_CACHE=false did not take effect")
+    log "pgunnamed server (DB_STATEMENT_CACHE=false) up at $URL (pid $SERVER_PID)"
+    bench_backend pgunnamed "$EXTRA_SECS"
+    stop_server pgunnamed
+    server_log_check pgunnamed
 fi
 if has_extra pgbouncer; then
     if start_pgbouncer; then
@@ -891,16 +891,16 @@ REPORT=$WORK/results.md
     echo
     echo "**Ratios.** Our req/s ÷ pgbench's for the same SQL, client count and database (pgbench -M prepared, direct connection); SQLite/PG = SQLite req/s ÷ PostgreSQL (default) req/s."
     echo
-    echo "| scenario | conns | PostgreSQL (default) | statement cache | through PgBouncer | two instances (summed) | SQLite/PG |"
+    echo "| scenario | conns | PostgreSQL (default) | unnamed statements | through PgBouncer | two instances (summed) | SQLite/PG |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
     for scen in $SCENARIOS; do
         for c in $CONNS; do
             p=${PGB[$scen:$c]:-}
-            echo "| $scen | $c | $(ratio "$(kv "${RES[pg:$scen:$c]:-}" rps)" "$p") | $(ratio "$(kv "${RES[pgcache:$scen:$c]:-}" rps)" "$p") | $(ratio "$(kv "${RES[pgbouncer:$scen:$c]:-}" rps)" "$p") | $(ratio "$(kv "${RES[two:$scen:$c]:-}" rps)" "$p") | $(ratio "$(kv "${RES[sqlite:$scen:$c]:-}" rps)" "$(kv "${RES[pg:$scen:$c]:-}" rps)") |"
+            echo "| $scen | $c | $(ratio "$(kv "${RES[pg:$scen:$c]:-}" rps)" "$p") | $(ratio "$(kv "${RES[pgunnamed:$scen:$c]:-}" rps)" "$p") | $(ratio "$(kv "${RES[pgbouncer:$scen:$c]:-}" rps)" "$p") | $(ratio "$(kv "${RES[two:$scen:$c]:-}" rps)" "$p") | $(ratio "$(kv "${RES[sqlite:$scen:$c]:-}" rps)" "$(kv "${RES[pg:$scen:$c]:-}" rps)") |"
         done
     done
     echo
-    echo "**PostgreSQL (default: DB_STATEMENT_CACHE unset, unnamed statements) and SQLite**"
+    echo "**PostgreSQL (default: statement cache on, each statement prepared once per pooled connection) and SQLite**"
     echo
     echo "| scenario | conns | stalled conns | req/s | p50 ms | p99 ms | non-2xx + socket errors | server RSS max MB | pgbench tps (same SQL, clients) | ours/pgbench | SQLite req/s | SQLite p99 ms | SQLite errors | SQLite/PG |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -920,9 +920,9 @@ REPORT=$WORK/results.md
         echo
         echo "| row set | scenario | conns | stalled conns | req/s | p50 ms | p99 ms | non-2xx + socket errors | server RSS max MB | pgbench tps | ours/pgbench | × default row |"
         echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        for set in pgcache pgbouncer two; do
+        for set in pgunnamed pgbouncer two; do
             case $set in
-                pgcache) has_extra cache || continue; title="statement cache"; scens=$SCENARIOS ;;
+                pgunnamed) has_extra unnamed || continue; title="unnamed statements"; scens=$SCENARIOS ;;
                 pgbouncer) has_extra pgbouncer || continue; title="PgBouncer (transaction mode)"; scens=$SCENARIOS ;;
                 two) has_extra two || continue; title="two instances²"; scens=$TWO_SCENARIOS ;;
             esac
@@ -937,7 +937,7 @@ REPORT=$WORK/results.md
             done
         done
         echo
-        echo "statement cache: the server with DB_STATEMENT_CACHE=true (each statement prepared once per pooled connection). PgBouncer: ${PGB_VERSION:-PgBouncer}, pool_mode=transaction, default_pool_size=$PGB_POOL, DB_STATEMENT_CACHE unset; pgbouncer used ${PGB_CPU_TXT:-?}. × default row: req/s ÷ the PostgreSQL (default) row of the same scenario and connection count (one server, ${SECS}s run)."
+        echo "unnamed statements: the server with DB_STATEMENT_CACHE=false (every statement parsed and planned each time, as behind a transaction-mode pooler). PgBouncer: ${PGB_VERSION:-PgBouncer}, pool_mode=transaction, default_pool_size=$PGB_POOL, DB_STATEMENT_CACHE unset (the server notices the first missing prepared statement and goes unnamed); pgbouncer used ${PGB_CPU_TXT:-?}. × default row: req/s ÷ the PostgreSQL (default) row of the same scenario and connection count (one server, ${SECS}s run)."
         has_extra two && echo "² two servers on the same database, each driven by its own wrk (-t1, half the connections) at the same time: req/s and errors summed; p50, p99 and RSS are the worse of the two servers."
     fi
     echo
