@@ -4,6 +4,7 @@
 //! RS256 tokens of Better Auth's JWT plugin, by a key of its JWKS picked by `kid`.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 
 use jwt_simple::prelude::*;
@@ -60,14 +61,17 @@ pub struct Authenticator {
     options: VerificationOptions,
     jwks: Jwks,
     jwks_options: VerificationOptions,
-    verified: Mutex<HashMap<[u8; 32], Verified>>,
+    verified: Mutex<HashMap<u64, Verified>>,
+    /// SipHash with keys drawn at start-up: where a token's entry is.
+    hasher: RandomState,
 }
 
-/// A token that passed verification, remembered by the SHA-256 of its text: a request
-/// with the same token is answered from here without decoding, HMAC or signature check.
-/// Keyed by a digest, never by the token itself, so that looking one up compares no
-/// secret bytes, and stored tokens are not kept in memory.
+/// A token that passed verification: a request with the same token is answered from here
+/// without decoding, HMAC or signature check. Found by a keyed hash of the token (keys
+/// unknown outside the process, so nobody can aim at an entry), then the token is compared
+/// in constant time: a lookup reveals nothing about a stored token through its timing.
 struct Verified {
+    token: Box<[u8]>,
     user: User,
     /// Unix seconds until which the token is accepted: `exp` plus the leeway, as
     /// verification itself allows. Every other check's outcome cannot change with time.
@@ -107,6 +111,7 @@ impl Authenticator {
             jwks: Jwks::new(config.jwks_url.clone(), config.jwks_refetch),
             jwks_options,
             verified: Mutex::new(HashMap::new()),
+            hasher: RandomState::new(),
         }
     }
 
@@ -119,9 +124,8 @@ impl Authenticator {
                 token.len()
             )));
         }
-        let digest = hmac_sha256::Hash::hash(token.as_bytes());
         let now = unix_now();
-        if let Some(user) = self.remembered(&digest, now) {
+        if let Some(user) = self.remembered(token, now) {
             return Ok(user);
         }
         let (claims, key) = self.verify(token)?;
@@ -130,9 +134,9 @@ impl Authenticator {
             .map_or(0, |exp| exp.as_secs().saturating_add(LEEWAY_SECONDS));
         let user = user_from_claims(claims)?;
         self.remember(
-            digest,
             now,
             Verified {
+                token: token.as_bytes().into(),
                 user: user.clone(),
                 until,
                 key,
@@ -180,10 +184,10 @@ impl Authenticator {
 
     /// The user of a token verified before, if it has not expired since and, for a JWKS
     /// token, its key is still the one the key set has under its `kid`.
-    fn remembered(&self, digest: &[u8; 32], now: u64) -> Option<User> {
+    fn remembered(&self, token: &str, now: u64) -> Option<User> {
         let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = verified.get(digest)?;
-        if now > entry.until {
+        let entry = verified.get(&self.hasher.hash_one(token.as_bytes()))?;
+        if !same_bytes(&entry.token, token.as_bytes()) || now > entry.until {
             return None;
         }
         if let Some((kid, key)) = &entry.key {
@@ -194,7 +198,8 @@ impl Authenticator {
         Some(entry.user.clone())
     }
 
-    fn remember(&self, digest: [u8; 32], now: u64, entry: Verified) {
+    fn remember(&self, now: u64, entry: Verified) {
+        let slot = self.hasher.hash_one(&entry.token[..]);
         let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if verified.len() >= VERIFIED_CAPACITY {
             verified.retain(|_, v| now <= v.until);
@@ -202,8 +207,14 @@ impl Authenticator {
                 verified.clear();
             }
         }
-        verified.insert(digest, entry);
+        verified.insert(slot, entry);
     }
+}
+
+/// Byte-wise equality in time that depends on the length only.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    a.len() == b.len() && std::hint::black_box(diff) == 0
 }
 
 /// Seconds since the Unix epoch (0 for a clock before it, which accepts nothing new).
@@ -333,13 +344,12 @@ mod tests {
         let ttl = std::time::Duration::from_secs(120);
         let token = mint(b"test-secret-123", "u1", None, None, ttl);
         let user = auth.authenticate(Some(&bearer(&token))).unwrap();
-        let digest = hmac_sha256::Hash::hash(token.as_bytes());
         let now = unix_now();
-        assert_eq!(auth.remembered(&digest, now), Some(user.clone()));
+        assert_eq!(auth.remembered(&token, now), Some(user.clone()));
         // Minted at `now` (or a second before): exp is now + 120 at most.
         let last_second = now + ttl.as_secs() + LEEWAY_SECONDS;
-        assert!(auth.remembered(&digest, last_second - 1).is_some());
-        assert_eq!(auth.remembered(&digest, last_second + 1), None);
+        assert!(auth.remembered(&token, last_second - 1).is_some());
+        assert_eq!(auth.remembered(&token, last_second + 1), None);
         // The same token, verified afresh at that time, fails too.
         let later = VerificationOptions {
             artificial_time: Some(UnixTimeStamp::from_secs(last_second + 1)),
@@ -379,6 +389,29 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_is_only_ever_the_answer_for_its_own_token() {
+        let auth = authenticator(b"test-secret-123");
+        let ttl = std::time::Duration::from_secs(60);
+        let alice = mint(b"test-secret-123", "alice", None, None, ttl);
+        let mallory = mint(b"test-secret-123", "mallory", None, None, ttl);
+        auth.authenticate(Some(&bearer(&alice))).unwrap();
+        // As if mallory's token hashed to alice's slot.
+        let slot = auth.hasher.hash_one(mallory.as_bytes());
+        let alices = auth
+            .verified
+            .lock()
+            .unwrap()
+            .remove(&auth.hasher.hash_one(alice.as_bytes()))
+            .unwrap();
+        auth.verified.lock().unwrap().insert(slot, alices);
+        assert_eq!(auth.remembered(&mallory, unix_now()), None);
+        let user = auth.authenticate(Some(&bearer(&mallory))).unwrap();
+        assert_eq!(user.id, "mallory");
+        assert!(same_bytes(b"abc", b"abc"));
+        assert!(!same_bytes(b"abc", b"abd") && !same_bytes(b"abc", b"ab"));
+    }
+
+    #[test]
     fn the_remembered_set_is_bounded() {
         let auth = authenticator(b"test-secret-123");
         for i in 0..VERIFIED_CAPACITY + 10 {
@@ -387,13 +420,13 @@ mod tests {
                 email: None,
                 name: None,
             };
-            let digest = hmac_sha256::Hash::hash(user.id.as_bytes());
             let entry = Verified {
+                token: user.id.as_bytes().into(),
                 user,
                 until: u64::MAX,
                 key: None,
             };
-            auth.remember(digest, 0, entry);
+            auth.remember(0, entry);
         }
         assert!(auth.verified.lock().unwrap().len() <= VERIFIED_CAPACITY);
     }
