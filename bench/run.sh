@@ -459,10 +459,16 @@ run_wrk() {
 }
 
 # run_pgbench SCENARIO CONNS SECONDS OUTFILE: sets PG_TPS (mixed: requests/s equivalent,
-# create_delete.sql counting as two requests) and PG_FAILED
+# create_delete.sql counting as two requests), PG_FAILED and, for a measured run, PG_P99
+# (ms; from a 5 % sample of the transactions, logged by pgbench itself)
 run_pgbench() {
-    local scen=$1 c=$2 secs=$3 out=$4 files=() defs=() tps failed total cd label=""
-    [[ $out == *.warmup.txt ]] && label=" (warm-up)"
+    local scen=$1 c=$2 secs=$3 out=$4 files=() defs=() tps failed total cd label="" logargs=()
+    local prefix=$WORK/pgblog-$scen-$c
+    if [[ $out == *.warmup.txt ]]; then
+        label=" (warm-up)"
+    else
+        logargs=(--log --sampling-rate=0.05 "--log-prefix=$prefix")
+    fi
     case $scen in
         list|get|toggle) defs=(-D "ubase=$LIST_SUB" -D nusers=1 -D idbase="$LIST_IDBASE"); files=("$scen.sql") ;;
         create) defs=(-D "ubase=$CREATE_SUB" -D nusers=1 -D idbase="$LIST_IDBASE"); files=(create.sql) ;;
@@ -473,7 +479,8 @@ run_pgbench() {
     for f in "${files[@]}"; do fargs+=(-f "$BENCH_DIR/sql/$f"); done
     local try ok=0
     for try in 1 2 3 4 5 6; do
-        if (cd "$WORK" && pgbench -n -M prepared -T "$secs" -c "$c" -j 2 "${defs[@]}" "${fargs[@]}" "$DB") >"$out" 2>&1; then
+        rm -f "$prefix".*
+        if (cd "$WORK" && pgbench -n -M prepared -T "$secs" -c "$c" -j 2 "${logargs[@]}" "${defs[@]}" "${fargs[@]}" "$DB") >"$out" 2>&1; then
             ok=1; break
         fi
         # PostgreSQL is shared: other clients can leave fewer than $c connections free
@@ -492,6 +499,13 @@ run_pgbench() {
     fi
     PG_TPS=${tps:-}
     PG_FAILED=${failed:-0}
+    # per-transaction log lines: client_id transaction_no latency_us script_no epoch us
+    PG_P99=""
+    if [ ${#logargs[@]} -gt 0 ] && compgen -G "$prefix.*" >/dev/null; then
+        PG_P99=$(cat "$prefix".* | awk '{ print $3 }' | sort -n |
+            awk '{ v[NR] = $1 } END { if (NR) printf "%.2f", v[int(NR * 0.99 + 0.999)] / 1000 }')
+    fi
+    rm -f "$prefix".*
 }
 
 # The server's access log (one line per request, "... METHOD PATH STATUS 1.2ms id=...") is
@@ -522,7 +536,7 @@ log_stats() {
 }
 
 WARNINGS=()
-declare -A RES PGB RSS LOGS SERVER_INFO STALLS
+declare -A RES PGB PGB_P99 RSS LOGS SERVER_INFO STALLS
 BAD_RUNS=0
 
 errors_of() { # BENCH_RESULT line -> "N" total of non-2xx + socket errors + timeouts
@@ -713,8 +727,9 @@ bench_pgbench() {
             fi
             run_pgbench "$scen" "$c" "$SECS" "$WORK/pgbench-$scen-$c.txt"
             PGB[$scen:$c]=$PG_TPS
+            PGB_P99[$scen:$c]=$PG_P99
             [ "$PG_FAILED" = 0 ] || WARNINGS+=("pgbench $scen/$c: $PG_FAILED failed transactions")
-            log "pgbench $scen c=$c: ${PG_TPS:-failed} tps"
+            log "pgbench $scen c=$c: ${PG_TPS:-failed} tps, p99 ${PG_P99:-?} ms"
         done
     done
 }
@@ -902,13 +917,13 @@ REPORT=$WORK/results.md
     echo
     echo "**PostgreSQL (default: statement cache on, each statement prepared once per pooled connection) and SQLite**"
     echo
-    echo "| scenario | conns | stalled conns | req/s | p50 ms | p99 ms | non-2xx + socket errors | server RSS max MB | pgbench tps (same SQL, clients) | ours/pgbench | SQLite req/s | SQLite p99 ms | SQLite errors | SQLite/PG |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| scenario | conns | stalled conns | req/s | p50 ms | p99 ms | non-2xx + socket errors | server RSS max MB | pgbench tps (same SQL, clients) | pgbench p99 ms | ours/pgbench | SQLite req/s | SQLite p99 ms | SQLite errors | SQLite/PG |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for scen in $SCENARIOS; do
         for c in $CONNS; do
             l=${RES[pg:$scen:$c]:-}; q=${RES[sqlite:$scen:$c]:-}; p=${PGB[$scen:$c]:-}
             pm=""; [ "$scen" = mixed ] && [ -n "$p" ] && pm="¹"
-            echo "| $scen | $c | ${STALLS[pg:$scen:$c]:--} | $(fmt_int "$(kv "$l" rps)") | $(fmt_ms "$(kv "$l" p50_ms)") | $(fmt_ms "$(kv "$l" p99_ms)") | $(errs_cell "$l" "${LOGS[pg:$scen:$c]:-}") | $(mb "${RSS[pg:$scen:$c]:-}") | $(fmt_int "$p")$pm | $(ratio "$(kv "$l" rps)" "$p") | $(fmt_int "$(kv "$q" rps)") | $(fmt_ms "$(kv "$q" p99_ms)") | $(errs_cell "$q" "${LOGS[sqlite:$scen:$c]:-}") | $(ratio "$(kv "$q" rps)" "$(kv "$l" rps)") |"
+            echo "| $scen | $c | ${STALLS[pg:$scen:$c]:--} | $(fmt_int "$(kv "$l" rps)") | $(fmt_ms "$(kv "$l" p50_ms)") | $(fmt_ms "$(kv "$l" p99_ms)") | $(errs_cell "$l" "${LOGS[pg:$scen:$c]:-}") | $(mb "${RSS[pg:$scen:$c]:-}") | $(fmt_int "$p")$pm | $(fmt_ms "${PGB_P99[$scen:$c]:-}") | $(ratio "$(kv "$l" rps)" "$p") | $(fmt_int "$(kv "$q" rps)") | $(fmt_ms "$(kv "$q" p99_ms)") | $(errs_cell "$q" "${LOGS[sqlite:$scen:$c]:-}") | $(ratio "$(kv "$q" rps)" "$(kv "$l" rps)") |"
         done
     done
     echo
