@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod cors;
+mod explain;
 mod faults;
 mod isolation;
 mod jwks;
