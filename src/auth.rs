@@ -306,6 +306,11 @@ mod tests {
         format!("Bearer {token}")
     }
 
+    /// A token for `sub` signed with `secret`, valid for a minute.
+    fn signed(secret: &[u8], sub: &str) -> String {
+        mint(secret, sub, None, None, std::time::Duration::from_secs(60))
+    }
+
     #[test]
     fn accepts_a_minted_token() {
         let auth = authenticator(b"test-secret-123");
@@ -364,13 +369,7 @@ mod tests {
     #[test]
     fn a_remembered_token_changed_in_any_byte_is_verified_afresh() {
         let auth = authenticator(b"test-secret-123");
-        let token = mint(
-            b"test-secret-123",
-            "u1",
-            None,
-            None,
-            std::time::Duration::from_secs(60),
-        );
+        let token = signed(b"test-secret-123", "u1");
         assert!(auth.authenticate(Some(&bearer(&token))).is_ok());
         // Header, payload, signature (not its last character, whose low bits are padding).
         for i in [0, token.len() / 2, token.len() - 2] {
@@ -391,9 +390,8 @@ mod tests {
     #[test]
     fn an_entry_is_only_ever_the_answer_for_its_own_token() {
         let auth = authenticator(b"test-secret-123");
-        let ttl = std::time::Duration::from_secs(60);
-        let alice = mint(b"test-secret-123", "alice", None, None, ttl);
-        let mallory = mint(b"test-secret-123", "mallory", None, None, ttl);
+        let alice = signed(b"test-secret-123", "alice");
+        let mallory = signed(b"test-secret-123", "mallory");
         auth.authenticate(Some(&bearer(&alice))).unwrap();
         // As if mallory's token hashed to alice's slot.
         let slot = auth.hasher.hash_one(mallory.as_bytes());
@@ -434,13 +432,7 @@ mod tests {
     #[test]
     fn wrong_secret_is_invalid() {
         let auth = authenticator(b"test-secret-123");
-        let token = mint(
-            b"other-secret-123",
-            "u1",
-            None,
-            None,
-            std::time::Duration::from_secs(60),
-        );
+        let token = signed(b"other-secret-123", "u1");
         assert!(matches!(
             auth.authenticate(Some(&bearer(&token))),
             Err(Error::InvalidToken(_))

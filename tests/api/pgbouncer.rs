@@ -108,9 +108,10 @@ fn pgbouncer_binary() -> Option<String> {
     .map(String::from)
 }
 
-/// The PostgreSQL engine when both it and PgBouncer are there; `None` (skip) otherwise,
-/// which fails under `REQUIRE_POSTGRES` (CI).
-fn engine_and_pgbouncer() -> Option<Engine> {
+/// A scratch PostgreSQL database, a PgBouncer in transaction mode with `pool_size` server
+/// connections in front of it, and the URL through the pooler; `None` (skip) without
+/// PostgreSQL or PgBouncer, which fails under `REQUIRE_POSTGRES` (CI).
+fn pooled_database(pool_size: u32) -> Option<(TestDb, Bouncer, String)> {
     let engine = Engine::postgres()?;
     if pgbouncer_binary().is_none() {
         assert!(
@@ -120,7 +121,11 @@ fn engine_and_pgbouncer() -> Option<Engine> {
         eprintln!("pgbouncer is not installed: skipping");
         return None;
     }
-    Some(engine)
+    let db = TestDb::new(&engine);
+    let name = db.postgres_name().unwrap().to_string();
+    let bouncer = Bouncer::start("127.0.0.1", 5432, pool_size);
+    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", bouncer.port);
+    Some((db, bouncer, url))
 }
 
 /// With the default statement cache on: 8 pooled clients share 4 server connections, so
@@ -128,13 +133,9 @@ fn engine_and_pgbouncer() -> Option<Engine> {
 /// answer every request all the same.
 #[test]
 fn every_route_works_through_pgbouncer_in_transaction_mode() {
-    let Some(engine) = engine_and_pgbouncer() else {
+    let Some((db, _bouncer, pooled)) = pooled_database(4) else {
         return;
     };
-    let db = TestDb::new(&engine);
-    let name = db.postgres_name().unwrap().to_string();
-    let bouncer = Bouncer::start("127.0.0.1", 5432, 4);
-    let pooled = format!("postgres://postgres@127.0.0.1:{}/{name}", bouncer.port);
     let app = TestApp::spawn_with(TestDb::new(&Engine::Sqlite), |c| {
         c.database = Database::Postgres(pooled.clone());
         c.pool_size = 8;
@@ -208,13 +209,9 @@ fn every_route_works_through_pgbouncer_in_transaction_mode() {
 /// prepare its `s0`, or would bind the first one's. Each process must get its own answers.
 #[test]
 fn two_processes_sharing_one_server_connection_never_run_each_others_statements() {
-    let Some(engine) = engine_and_pgbouncer() else {
+    let Some((db, _bouncer, pooled)) = pooled_database(1) else {
         return;
     };
-    let db = TestDb::new(&engine);
-    let name = db.postgres_name().unwrap().to_string();
-    let bouncer = Bouncer::start("127.0.0.1", 5432, 1);
-    let pooled = format!("postgres://postgres@127.0.0.1:{}/{name}", bouncer.port);
     let env = [
         ("DATABASE_URL", pooled.as_str()),
         ("BETTER_AUTH_SECRET", SECRET),
