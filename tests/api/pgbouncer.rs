@@ -19,7 +19,9 @@ struct Bouncer {
 }
 
 impl Bouncer {
-    /// `pool_size` server connections per database and user.
+    /// `pool_size` server connections per database and user, opened ahead of demand
+    /// (`min_pool_size`) and handed out in turn (`server_round_robin`), so that consecutive
+    /// transactions of one client move between them whenever there is more than one.
     fn start(upstream_host: &str, upstream_port: u16, pool_size: u32) -> Bouncer {
         let dir = tempdir::TempDir::new("todo-pgbouncer");
         let port = TcpListener::bind("127.0.0.1:0")
@@ -36,7 +38,9 @@ impl Bouncer {
                 "[databases]\n* = host={upstream_host} port={upstream_port}\n\n[pgbouncer]\n\
                  listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
                  auth_type = trust\nauth_file = {users}\npool_mode = transaction\n\
-                 default_pool_size = {pool_size}\nmax_client_conn = 200\nlogfile = {}\n\
+                 default_pool_size = {pool_size}\nmin_pool_size = {pool_size}\n\
+                 server_round_robin = 1\n\
+                 max_client_conn = 200\nlogfile = {}\n\
                  ignore_startup_parameters = extra_float_digits,options\n\
                  pidfile = {}\n",
                 dir.path("pgbouncer.log"),
@@ -254,5 +258,67 @@ fn two_processes_sharing_one_server_connection_never_run_each_others_statements(
         "{logged:#?}"
     );
     drop((first, second));
+    drop(db);
+}
+
+/// The fallback itself: one pooled client, two server connections taken in turn, so the
+/// second use of a statement is bound on the server connection that never prepared it.
+/// That request must still succeed, and the server must say once that it stopped preparing.
+#[test]
+fn a_statement_missing_on_the_server_connection_is_sent_unnamed_and_the_cache_turned_off() {
+    let Some((db, _bouncer, pooled)) = pooled_database(2) else {
+        return;
+    };
+    let server = Process::start(&[
+        ("DATABASE_URL", pooled.as_str()),
+        ("BETTER_AUTH_SECRET", SECRET),
+        ("DB_POOL_SIZE", "1"),
+    ]);
+    let alice = Client {
+        addr: server.addr,
+        token: Some(token("alice")),
+    };
+    // The first request makes PgBouncer open its pool; wait until both server connections
+    // are there, so that the next transactions alternate between them.
+    let t = alice.post("/api/tasks", r#"{"title": "one"}"#);
+    assert_eq!(t.status, 201, "{}", t.text());
+    let mut admin =
+        postgres::Client::connect(&db.postgres_url().unwrap(), postgres::NoTls).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let name = db.postgres_name().unwrap().to_string();
+    let backends = |admin: &mut postgres::Client| -> i64 {
+        admin
+            .query_one(
+                "select count(*) from pg_stat_activity where datname = $1 \
+                 and pid <> pg_backend_pid() and backend_type = 'client backend'",
+                &[&name],
+            )
+            .unwrap()
+            .get(0)
+    };
+    while backends(&mut admin) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "PgBouncer did not open 2 server connections"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(admin);
+    let t = t.json();
+    let path = format!("/api/tasks/{}", t["id"]);
+    for _ in 0..6 {
+        assert_eq!(alice.get(&path).json(), t);
+        assert_eq!(alice.get("/api/tasks").json(), json!([t.clone()]));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let logged = server.logged();
+    let warnings: Vec<&String> = logged.iter().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warnings.len(), 1, "{logged:#?}");
+    assert!(
+        warnings[0].contains("sending every statement unnamed"),
+        "{warnings:?}"
+    );
+    assert!(!logged.iter().any(|l| l.contains("ERROR")), "{logged:#?}");
+    drop(server);
     drop(db);
 }
