@@ -12,6 +12,7 @@ use jwt_simple::prelude::*;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::jwks::{Jwks, PublicKey};
+use crate::time::Micros;
 
 /// Tokens longer than this are refused before any parsing (API.md, Authentication).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -66,6 +67,9 @@ pub struct Authenticator {
     hasher: RandomState,
 }
 
+/// For a JWKS token, its `kid` and the key that verified it.
+type VerifyingKey = Option<(String, Arc<PublicKey>)>;
+
 /// A token that passed verification: a request with the same token is answered from here
 /// without decoding, HMAC or signature check. Found by a keyed hash of the token (keys
 /// unknown outside the process, so nobody can aim at an entry), then the token is compared
@@ -78,7 +82,7 @@ struct Verified {
     until: u64,
     /// For a JWKS token, the key that verified it: the entry holds only while the key set
     /// still maps its `kid` to this very key (a refetched set yields new keys).
-    key: Option<(String, Arc<PublicKey>)>,
+    key: VerifyingKey,
 }
 
 impl Authenticator {
@@ -146,11 +150,7 @@ impl Authenticator {
     }
 
     /// Full verification: signature, then the claims; for a JWKS token also the key used.
-    #[allow(clippy::type_complexity)]
-    fn verify(
-        &self,
-        token: &str,
-    ) -> Result<(JWTClaims<Profile>, Option<(String, Arc<PublicKey>)>)> {
+    fn verify(&self, token: &str) -> Result<(JWTClaims<Profile>, VerifyingKey)> {
         let metadata = Token::decode_metadata(token)
             .map_err(|e| Error::InvalidToken(format!("undecodable token: {e}")))?;
         let failed =
@@ -219,9 +219,7 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 
 /// Seconds since the Unix epoch (0 for a clock before it, which accepts nothing new).
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    u64::try_from(Micros::now().0 / 1_000_000).unwrap_or(0)
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.

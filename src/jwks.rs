@@ -76,12 +76,12 @@ impl Jwks {
     /// The key with this `kid`, fetching the set if it is unknown and the last fetch is
     /// older than the refetch interval.
     pub fn key(&self, kid: &str) -> Result<std::sync::Arc<PublicKey>, String> {
-        if let Some(key) = self.cached(kid) {
+        if let Some(key) = self.current(kid) {
             return Ok(key);
         }
         let mut last = self.last_fetch.lock().unwrap_or_else(|p| p.into_inner());
         // Another request may have fetched while this one waited for the lock.
-        if let Some(key) = self.cached(kid) {
+        if let Some(key) = self.current(kid) {
             return Ok(key);
         }
         if last.is_some_and(|t| t.elapsed() < self.refetch) {
@@ -100,16 +100,12 @@ impl Jwks {
             Err(e) => log::warn!("cannot fetch the JWKS at {}: {e}", self.url),
         }
         drop(last);
-        self.cached(kid)
+        self.current(kid)
             .ok_or_else(|| format!("unknown kid {kid:?}"))
     }
 
     /// The key the set holds under `kid` now, without fetching.
     pub fn current(&self, kid: &str) -> Option<std::sync::Arc<PublicKey>> {
-        self.cached(kid)
-    }
-
-    fn cached(&self, kid: &str) -> Option<std::sync::Arc<PublicKey>> {
         self.keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
