@@ -206,9 +206,29 @@ fn handle(shared: &Shared, mut rq: tiny_http::Request) {
         log::debug!("request {request_id}: writing the response failed: {e}");
     }
     log::info!(
-        "{method} {path} {status} {:.1}ms id={request_id}",
+        "{} {} {status} {:.1}ms id={request_id}",
+        loggable(&method),
+        loggable(path),
         started.elapsed().as_secs_f64() * 1000.0
     );
+}
+
+/// `text` for a log line: control characters (an escape sequence a client put in its request
+/// line would otherwise reach the operator's terminal) are written as `\u{1b}`.
+fn loggable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// Reads the body, refusing more than `MAX_BODY_BYTES` without reading the rest.
@@ -314,6 +334,16 @@ fn valid_request_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_lines_get_no_control_characters_from_the_request() {
+        assert_eq!(loggable("/api/tasks?sort=title"), "/api/tasks?sort=title");
+        assert_eq!(loggable("/ünï/ok"), "/ünï/ok");
+        assert_eq!(
+            loggable("/x\u{1b}[31mred\u{7}\u{9b}"),
+            "/x\\u{1b}[31mred\\u{7}\\u{9b}"
+        );
+    }
 
     #[test]
     fn request_ids_keep_valid_client_ids_only() {
