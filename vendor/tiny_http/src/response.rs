@@ -72,22 +72,40 @@ impl FromStr for TransferEncoding {
 
 /// Builds a Date: header with the current date.
 fn build_date_header() -> Header {
-    let d = HttpDate::from(SystemTime::now());
-    Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap()
+    // todo-api patch: the date is formatted once a second per thread, not once a response.
+    thread_local! {
+        static DATE: std::cell::RefCell<(u64, Option<Header>)> = const { std::cell::RefCell::new((0, None)) };
+    }
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|date| {
+        let mut date = date.borrow_mut();
+        match &date.1 {
+            Some(header) if date.0 == secs => header.clone(),
+            _ => {
+                let d = HttpDate::from(now);
+                let header =
+                    Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap();
+                *date = (secs, Some(header.clone()));
+                header
+            }
+        }
+    })
 }
 
-fn write_message_header<W>(
-    mut writer: W,
+/// todo-api patch: the status line and headers go into `head`, which the caller writes with
+/// one call (every write to a connection's writer takes its lock; the header was ~25 of them).
+fn write_message_header(
+    head: &mut Vec<u8>,
     http_version: &HTTPVersion,
     status_code: &StatusCode,
     headers: &[Header],
-) -> IoResult<()>
-where
-    W: Write,
-{
+) -> IoResult<()> {
     // writing status line
     write!(
-        &mut writer,
+        head,
         "HTTP/{}.{} {} {}\r\n",
         http_version.0,
         http_version.1,
@@ -97,17 +115,20 @@ where
 
     // writing headers
     for header in headers.iter() {
-        writer.write_all(header.field.as_str().as_ref())?;
-        write!(&mut writer, ": ")?;
-        writer.write_all(header.value.as_str().as_ref())?;
-        write!(&mut writer, "\r\n")?;
+        head.extend_from_slice(header.field.as_str().as_ref());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(header.value.as_str().as_ref());
+        head.extend_from_slice(b"\r\n");
     }
 
     // separator between header and data
-    write!(&mut writer, "\r\n")?;
+    head.extend_from_slice(b"\r\n");
 
     Ok(())
 }
+
+/// todo-api patch: a body up to this long is sent in the same write as the headers.
+const SMALL_BODY: usize = 64 * 1024;
 
 fn choose_transfer_encoding(
     status_code: StatusCode,
@@ -421,12 +442,19 @@ where
         };
 
         // sending headers
-        write_message_header(
-            writer.by_ref(),
-            &http_version,
-            &self.status_code,
-            &self.headers,
-        )?;
+        let mut head = Vec::with_capacity(512);
+        write_message_header(&mut head, &http_version, &self.status_code, &self.headers)?;
+
+        // todo-api patch: a small body of known length goes out with the headers, in one write
+        if let (false, Some(TransferEncoding::Identity), Some(len)) =
+            (do_not_send_body, transfer_encoding, data_length)
+        {
+            if len <= SMALL_BODY {
+                (&mut reader).take(len as u64).read_to_end(&mut head)?;
+                return writer.write_all(&head);
+            }
+        }
+        writer.write_all(&head)?;
 
         // sending the body
         if !do_not_send_body {
