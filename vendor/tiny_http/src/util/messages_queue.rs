@@ -11,8 +11,14 @@ pub struct MessagesQueue<T>
 where
     T: Send,
 {
-    queue: Mutex<VecDeque<Control<T>>>,
+    queue: Mutex<Queue<T>>,
     condvar: Condvar,
+}
+
+/// todo-api patch: the queue, and how many threads wait in `pop` for it to fill.
+struct Queue<T> {
+    items: VecDeque<Control<T>>,
+    waiting: usize,
 }
 
 impl<T> MessagesQueue<T>
@@ -21,7 +27,10 @@ where
 {
     pub fn with_capacity(capacity: usize) -> Arc<MessagesQueue<T>> {
         Arc::new(MessagesQueue {
-            queue: Mutex::new(VecDeque::with_capacity(capacity)),
+            queue: Mutex::new(Queue {
+                items: VecDeque::with_capacity(capacity),
+                waiting: 0,
+            }),
             condvar: Condvar::new(),
         })
     }
@@ -30,14 +39,21 @@ where
     pub fn push(&self, value: T) {
         // todo-api patch: notify after the lock is released. Notifying while holding it woke
         // a worker straight into a blocked lock(): two more futex calls and a context switch
-        // per request (strace).
-        self.queue.lock().unwrap().push_back(Control::Elem(value));
-        self.condvar.notify_one();
+        // per request (strace). And only when a thread waits: a notify is a futex syscall
+        // even when nobody waits, and under load every worker is usually busy.
+        let waiting = {
+            let mut queue = self.queue.lock().unwrap();
+            queue.items.push_back(Control::Elem(value));
+            queue.waiting
+        };
+        if waiting > 0 {
+            self.condvar.notify_one();
+        }
     }
 
     /// Unblock one thread stuck in pop loop.
     pub fn unblock(&self) {
-        self.queue.lock().unwrap().push_back(Control::Unblock);
+        self.queue.lock().unwrap().items.push_back(Control::Unblock);
         self.condvar.notify_one();
     }
 
@@ -47,20 +63,22 @@ where
         let mut queue = self.queue.lock().unwrap();
 
         loop {
-            match queue.pop_front() {
+            match queue.items.pop_front() {
                 Some(Control::Elem(value)) => return Some(value),
                 Some(Control::Unblock) => return None,
                 None => (),
             }
 
+            queue.waiting += 1;
             queue = self.condvar.wait(queue).unwrap();
+            queue.waiting -= 1;
         }
     }
 
     /// Tries to pop an element without blocking.
     pub fn try_pop(&self) -> Option<T> {
         let mut queue = self.queue.lock().unwrap();
-        match queue.pop_front() {
+        match queue.items.pop_front() {
             Some(Control::Elem(value)) => Some(value),
             Some(Control::Unblock) | None => None,
         }
@@ -73,14 +91,16 @@ where
         let mut queue = self.queue.lock().unwrap();
         let mut duration = timeout;
         loop {
-            match queue.pop_front() {
+            match queue.items.pop_front() {
                 Some(Control::Elem(value)) => return Some(value),
                 Some(Control::Unblock) => return None,
                 None => (),
             }
             let now = Instant::now();
+            queue.waiting += 1;
             let (_queue, result) = self.condvar.wait_timeout(queue, timeout).unwrap();
             queue = _queue;
+            queue.waiting -= 1;
             let sleep_time = now.elapsed();
             duration = if duration > sleep_time {
                 duration - sleep_time
