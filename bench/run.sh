@@ -430,6 +430,20 @@ check_accepting() {
     die "$1 server (pid $SERVER_PID, still running) does not answer GET /health on a new connection (got '$code' within 5 s): it stopped accepting connections. Last WARN/ERROR in its log: $(grep -aE '\b(ERROR|WARN)\b' "$WORK/$1.server.log" | tail -2 | tr '\n' ' ')"
 }
 
+# CPU time the hypervisor gave to other guests ("steal", /proc/stat) during the measured runs,
+# ours (wrk against the default PostgreSQL server) and pgbench's: on a shared VM it can differ
+# between the two and skew the ratio. steal_add NAME T0: adds the ticks since T0 (cpu_ticks).
+declare -A STEAL=([ours]=0 [ours_total]=0 [pgbench]=0 [pgbench_total]=0)
+cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9; exit }' /proc/stat; }
+steal_add() {
+    local name=$1 t0 s0 t1 s1
+    read -r t0 s0 <<<"$2"
+    read -r t1 s1 <<<"$(cpu_ticks)"
+    STEAL[$name]=$(( ${STEAL[$name]} + s1 - s0 ))
+    STEAL[${name}_total]=$(( ${STEAL[${name}_total]} + t1 - t0 ))
+}
+steal_pct() { awk -v s="${STEAL[$1]}" -v t="${STEAL[$1_total]}" 'BEGIN { if (t > 0) printf "%.1f", 100 * s / t; else printf "?" }'; }
+
 # run_wrk BACKEND SCENARIO CONNS SECONDS OUTFILE [sample]: sets RUN_LINE (BENCH_RESULT line)
 run_wrk() {
     local backend=$1 scen=$2 c=$3 secs=$4 out=$5 sample=${6:-} line
@@ -441,9 +455,11 @@ run_wrk() {
         stall_probe "${URL##*:}" "$secs" "$WORK/stalls.txt" </dev/null >/dev/null 2>&1 &
         PROBE_PID=$!
     fi
+    local ticks; ticks=$(cpu_ticks)
     BENCH_DATA="$WORK/data-$backend.lua" BENCH_NAME="$backend/$scen/$c" \
         wrk -t2 -c"$c" -d"${secs}s" --timeout 10s --latency -s "$BENCH_DIR/$scen.lua" "$URL" \
         >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed ($backend $scen $c)"; }
+    [ -n "$sample" ] && [ "$backend" = pg ] && steal_add ours "$ticks"
     if [ -n "$sample" ]; then
         kill "$SAMPLER_PID" 2>/dev/null || true
         wait "$SAMPLER_PID" 2>/dev/null || true
@@ -480,7 +496,9 @@ run_pgbench() {
     local try ok=0
     for try in 1 2 3 4 5 6; do
         rm -f "$prefix".*
+        local ticks; ticks=$(cpu_ticks)
         if (cd "$WORK" && pgbench -n -M prepared -T "$secs" -c "$c" -j 2 "${logargs[@]}" "${defs[@]}" "${fargs[@]}" "$DB") >"$out" 2>&1; then
+            [ -n "$label" ] || steal_add pgbench "$ticks"
             ok=1; break
         fi
         # PostgreSQL is shared: other clients can leave fewer than $c connections free
@@ -956,6 +974,7 @@ REPORT=$WORK/results.md
         has_extra two && echo "² two servers on the same database, each driven by its own wrk (-t1, half the connections) at the same time: req/s and errors summed; p50, p99 and RSS are the worse of the two servers."
     fi
     echo
+    echo "- CPU steal (time the hypervisor gave to other guests) during the measured runs: $(steal_pct ours) % in ours on PostgreSQL (default), $(steal_pct pgbench) % in pgbench's — the more steal, the lower and noisier the figures; a large difference between the two skews the ratios"
     echo "- start-up to first 200 from /health on SQLite: $STARTUP"
     echo "- binary: $SIZE_TXT"
     echo "- server RSS (MB) on PostgreSQL: $(mb "$RSS_PG_START") after start, $(mb "$RSS_PG_SEEDED") after seeding, $(mb "$RSS_PG_END") at the end ($PG_LOG_LINES log lines)"
