@@ -62,11 +62,20 @@ impl SqliteStore {
             .connection_timeout(Duration::from_secs(2))
             .build(manager)
             .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
-        let conn = pool
+        let mut conn = pool
             .get()
             .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| format!("cannot create tables in {path}: {e}"))?;
+        // One transaction: with `synchronous = full` each statement on its own was a commit
+        // and an fsync, and start-up waited for every one of them.
+        let tables = conn
+            .transaction()
+            .and_then(|tx| {
+                tx.execute_batch(SCHEMA)?;
+                tx.commit()
+            })
+            .map_err(|e| format!("cannot create tables in {path}: {e}"));
+        drop(conn);
+        tables?;
         Ok(SqliteStore {
             pool,
             writing: Mutex::new(false),
