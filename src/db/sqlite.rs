@@ -67,15 +67,12 @@ impl SqliteStore {
             .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
         // One transaction: with `synchronous = full` each statement on its own was a commit
         // and an fsync, and start-up waited for every one of them.
-        let tables = conn
-            .transaction()
+        conn.transaction()
             .and_then(|tx| {
                 tx.execute_batch(SCHEMA)?;
                 tx.commit()
             })
-            .map_err(|e| format!("cannot create tables in {path}: {e}"));
-        drop(conn);
-        tables?;
+            .map_err(|e| format!("cannot create tables in {path}: {e}"))?;
         Ok(SqliteStore {
             pool,
             writing: Mutex::new(false),
