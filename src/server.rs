@@ -1,11 +1,13 @@
-//! The HTTP side: one tiny_http listener, a fixed pool of worker threads pulling requests
-//! from it, and per request: request id, body limit, CORS, `catch_unwind`, access log.
+//! The HTTP side: one tiny_http listener, whose connection threads answer a request
+//! themselves while fewer than `WORKERS` requests are being handled and otherwise queue it for
+//! a fixed pool of worker threads; and per request: request id, body limit, CORS,
+//! `catch_unwind`, access log.
 
 use std::io::{Cursor, Read};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,8 @@ const ALLOW_HEADERS: &str = "Authorization, Content-Type";
 
 /// The longest shutdown waits for requests under way; queued ones are still answered.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// At least this long for a request begun on a connection's thread just as the drain ended.
+const DIRECT_GRACE: Duration = Duration::from_secs(3);
 
 /// A running server; dropping it without `shutdown` leaves the workers running.
 pub struct Server {
@@ -43,8 +47,10 @@ struct Shared {
     ids: RequestIds,
     /// Set at shutdown: answers say `Connection: close`.
     draining: AtomicBool,
-    /// Requests taken by a worker and not yet answered.
+    /// Requests being handled, by a worker or on their connection's thread.
     in_flight: AtomicUsize,
+    /// Requests handled at once, on any thread.
+    slots: Slots,
 }
 
 impl Server {
@@ -63,13 +69,6 @@ impl Server {
         let accepting = listener
             .try_clone()
             .map_err(|e| format!("cannot listen: {e}"))?;
-        let http = tiny_http::Server::from_listener(accepting, None)
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let addr = http
-            .server_addr()
-            .to_ip()
-            .ok_or("listener has no IP address")?;
-        let http = Arc::new(http);
         let shared = Arc::new(Shared {
             ctx,
             cors_origins,
@@ -77,7 +76,19 @@ impl Server {
             ids: RequestIds::new(),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            slots: Slots::new(workers),
         });
+        let direct: tiny_http::DirectHandler = {
+            let shared = shared.clone();
+            Arc::new(move |rq| handle_direct(&shared, rq))
+        };
+        let http = tiny_http::Server::from_listener_with(accepting, None, Some(direct))
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let addr = http
+            .server_addr()
+            .to_ip()
+            .ok_or("listener has no IP address")?;
+        let http = Arc::new(http);
         let workers = (0..workers)
             .map(|i| {
                 let http = http.clone();
@@ -106,9 +117,10 @@ impl Server {
     ///
     /// The listening socket is shut down first, so new connections are refused. A request
     /// is under way from its first byte (tiny_http reads small bodies before it hands a
-    /// request over) until a worker has answered it; answers given meanwhile carry
+    /// request over) until it has been answered; answers given meanwhile carry
     /// `Connection: close`. Once nothing is under way (or `DRAIN_LIMIT` has passed) each
-    /// worker is woken once and exits.
+    /// worker is woken once and exits; a request that arrives on an open connection after
+    /// that is not handled, and one a connection's thread began just before is finished.
     pub fn shutdown(self) {
         self.shared.draining.store(true, Ordering::SeqCst);
         if let Err(e) = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Read) {
@@ -130,6 +142,11 @@ impl Server {
         for worker in self.workers {
             let _ = worker.join();
         }
+        // Handled on connection threads, which are not joined: begun before `stopping` was set.
+        let deadline = deadline.max(Instant::now() + DIRECT_GRACE);
+        while Instant::now() < deadline && self.shared.in_flight.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -137,14 +154,119 @@ fn worker(http: &tiny_http::Server, shared: &Shared) {
     loop {
         match http.recv() {
             Ok(request) => {
-                shared.in_flight.fetch_add(1, Ordering::SeqCst);
+                let _slot = shared.slots.take();
+                let _in_flight = InFlight::new(&shared.in_flight);
                 handle(shared, request);
-                shared.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
             Err(_) if shared.stopping.load(Ordering::SeqCst) => return,
             // The listener's own shutdown surfaces here once; it is expected.
             Err(_) if shared.draining.load(Ordering::SeqCst) => {}
             Err(e) => log::warn!("accepting a request failed: {e}"),
+        }
+    }
+}
+
+/// A request on its connection's own thread (tiny_http's direct handler): answered there
+/// when a slot is free, which saves handing it to a worker (a wake-up and a context switch
+/// per request), else given back to be queued for the workers.
+fn handle_direct(shared: &Shared, rq: tiny_http::Request) -> Option<tiny_http::Request> {
+    let Some(_slot) = shared.slots.try_take() else {
+        return Some(rq);
+    };
+    // Counted before `stopping` is read: a shutdown that has set it waits for this count,
+    // so a request is either answered in full or left unanswered (never cut off midway).
+    let _in_flight = InFlight::new(&shared.in_flight);
+    if shared.stopping.load(Ordering::SeqCst) {
+        return Some(rq);
+    }
+    handle(shared, rq);
+    None
+}
+
+/// One request counted in `Shared::in_flight` until dropped (even by a panic).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(count: &'a AtomicUsize) -> InFlight<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `WORKERS` slots: at most that many requests are handled at once, on their connections'
+/// threads or on the workers. A worker holding a queued request waits for a slot; a
+/// connection's thread takes one only while more are free than workers wait for, so that
+/// queued requests are not passed over under load.
+struct Slots {
+    state: Mutex<SlotState>,
+    freed: Condvar,
+}
+
+struct SlotState {
+    free: usize,
+    /// Workers waiting in `take`.
+    waiting: usize,
+}
+
+/// A slot in use, given back when dropped (even by a panic).
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots {
+            state: Mutex::new(SlotState {
+                free: n,
+                waiting: 0,
+            }),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// A slot for a connection's thread, if one is free and no worker waits for it.
+    fn try_take(&self) -> Option<Slot<'_>> {
+        let mut state = self.lock();
+        (state.free > state.waiting).then(|| {
+            state.free -= 1;
+            Slot(self)
+        })
+    }
+
+    /// A slot for a worker: waits until one is free.
+    fn take(&self) -> Slot<'_> {
+        let mut state = self.lock();
+        state.waiting += 1;
+        while state.free == 0 {
+            state = self
+                .freed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.waiting -= 1;
+        state.free -= 1;
+        Slot(self)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // The state is two counters changed together under the lock: never half-updated.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let waiting = {
+            let mut state = self.0.lock();
+            state.free += 1;
+            state.waiting
+        };
+        if waiting > 0 {
+            self.0.freed.notify_one();
         }
     }
 }
@@ -341,6 +463,48 @@ mod tests {
         assert_eq!(
             loggable("/x\u{1b}[31mred\u{7}\u{9b}"),
             "/x\\u{1b}[31mred\\u{7}\\u{9b}"
+        );
+    }
+
+    #[test]
+    fn slots_bound_the_requests_handled_at_once() {
+        let slots = Slots::new(2);
+        let a = slots.try_take().expect("first slot");
+        let b = slots.take();
+        assert!(slots.try_take().is_none(), "a third request at once");
+        drop(a);
+        let c = slots.try_take().expect("a slot given back is free again");
+        drop((b, c));
+        assert_eq!(slots.lock().free, 2);
+    }
+
+    #[test]
+    fn a_waiting_worker_gets_the_next_free_slot_before_connection_threads() {
+        let slots = Arc::new(Slots::new(1));
+        let held = slots.try_take().expect("the only slot");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let worker = {
+            let slots = slots.clone();
+            std::thread::spawn(move || {
+                let _slot = slots.take();
+                tx.send(()).unwrap();
+                // Hold it until the main thread has looked.
+                std::thread::sleep(Duration::from_millis(100));
+            })
+        };
+        while slots.lock().waiting == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(rx.try_recv().is_err(), "the worker took a slot in use");
+        drop(held);
+        // Freed while the worker waits: a connection's thread must not take it first.
+        assert!(slots.try_take().is_none(), "passed over the waiting worker");
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the worker gets the freed slot");
+        worker.join().unwrap();
+        assert!(
+            slots.try_take().is_some(),
+            "free again once the worker is done"
         );
     }
 

@@ -1037,3 +1037,54 @@ fn two_instances_share_one_postgres_database() {
         two_instances_share_one_database(engine);
     }
 }
+
+// More clients than request slots.
+
+/// Ten clients at once against two request slots (`WORKERS=2`): requests are answered on
+/// their connection's thread while a slot is free and queued for a worker otherwise; every
+/// one must be answered, once.
+fn more_clients_than_slots(engine: Engine) {
+    let app = TestApp::spawn_with(TestDb::new(&engine), |c| {
+        c.workers = 2;
+        c.pool_size = 2;
+    });
+    let clients: Vec<_> = (0..10)
+        .map(|i| {
+            let user = app.user(&format!("user-{i}"));
+            thread::spawn(move || {
+                let mut titles = BTreeSet::new();
+                for n in 0..15 {
+                    let title = format!("task {i}-{n}");
+                    let r = user.post("/api/tasks", &format!(r#"{{"title": "{title}"}}"#));
+                    assert_eq!(r.status, 201, "{title}: {}", r.text());
+                    assert_eq!(r.json()["title"], title.as_str());
+                    titles.insert(title);
+                }
+                let listed: BTreeSet<String> = user
+                    .get("/api/tasks")
+                    .json()
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["title"].as_str().unwrap().to_string())
+                    .collect();
+                assert_eq!(listed, titles, "user-{i} sees exactly its own 15 tasks");
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("a client failed");
+    }
+}
+
+#[test]
+fn more_clients_than_slots_are_all_answered_sqlite() {
+    more_clients_than_slots(Engine::Sqlite);
+}
+
+#[test]
+fn more_clients_than_slots_are_all_answered_postgres() {
+    if let Some(engine) = Engine::postgres() {
+        more_clients_than_slots(engine);
+    }
+}

@@ -148,6 +148,10 @@ pub struct Server {
     pending: Arc<AtomicUsize>,
 }
 
+/// todo-api patch: called on a connection's own thread with each request it reads; it
+/// answers the request and returns `None`, or gives it back to be queued for `recv`.
+pub type DirectHandler = Arc<dyn Fn(Request) -> Option<Request> + Send + Sync>;
+
 enum Message {
     Error(IoError),
     NewRequest(Request),
@@ -248,6 +252,17 @@ impl Server {
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with(listener, ssl_config, None)
+    }
+
+    /// todo-api patch: `from_listener`, with a handler that each connection's thread offers
+    /// its requests to before it queues them for `recv` (plain connections only). A request
+    /// stays in `pending_requests()` until the handler returns.
+    pub fn from_listener_with<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        direct: Option<DirectHandler>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
@@ -352,6 +367,8 @@ impl Server {
                     }
                     Ok(client) => {
                         let messages = inside_messages.clone();
+                        let direct = direct.clone();
+                        let pending = inside_pending.clone();
                         let mut client = Some(client);
                         let open = open.clone();
                         open.fetch_add(1, Relaxed);
@@ -367,6 +384,17 @@ impl Server {
                                     }
                                 } else {
                                     for rq in client {
+                                        let rq = match &direct {
+                                            Some(direct) => match direct(rq) {
+                                                Some(rq) => rq,
+                                                None => {
+                                                    // answered here: out of the pending count
+                                                    pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                                                    continue;
+                                                }
+                                            },
+                                            None => rq,
+                                        };
                                         messages.push(rq.into());
                                     }
                                 }
