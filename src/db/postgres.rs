@@ -100,7 +100,8 @@ pub struct Manager {
 
 /// How connections are made: plain TCP, or TLS through native-tls. The TLS connector is
 /// built only when a URL asks for TLS: building it loads and parses the system's CA bundle
-/// (~100 ms of CPU at start-up and ~3 MB of memory that a plain connection never uses).
+/// (start-up to the first 200 took 48 ms instead of 10, and ~5 MB of memory stayed in use,
+/// which a plain connection never needs).
 enum Connector {
     Plain(PostgresConnectionManager<NoTls>),
     Tls(PostgresConnectionManager<MakeTlsConnector>),
