@@ -1077,14 +1077,18 @@ fn more_clients_than_slots(engine: Engine) {
     }
 }
 
-#[test]
-fn more_clients_than_slots_are_all_answered_sqlite() {
-    more_clients_than_slots(Engine::Sqlite);
-}
+mod more_clients_than_slots_are_all_answered {
+    use super::*;
 
-#[test]
-fn more_clients_than_slots_are_all_answered_postgres() {
-    if let Some(engine) = Engine::postgres() {
-        more_clients_than_slots(engine);
+    #[test]
+    fn sqlite() {
+        more_clients_than_slots(Engine::Sqlite);
+    }
+
+    #[test]
+    fn postgres() {
+        if let Some(engine) = Engine::postgres() {
+            more_clients_than_slots(engine);
+        }
     }
 }
