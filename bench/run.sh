@@ -433,13 +433,21 @@ check_accepting() {
 # CPU time the hypervisor gave to other guests ("steal", /proc/stat) during the measured runs,
 # ours (wrk against the default PostgreSQL server) and pgbench's: on a shared VM it can differ
 # between the two and skew the ratio. steal_add NAME T0: adds the ticks since T0 (cpu_ticks).
+# Also the disk reads (/proc/vmstat pgpgin, KiB) in the same runs: the benchmark itself reads
+# nothing from disk, so reads there are another process's (or pages the kernel evicted and
+# faults back in), and on these VMs they came with machine-wide stalls of 20-240 ms.
 declare -A STEAL=([ours]=0 [ours_total]=0 [pgbench]=0 [pgbench_total]=0)
-cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9; exit }' /proc/stat; }
+declare -A READ_KB=([ours]=0 [pgbench]=0)
+cpu_ticks() {
+    awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; printf "%d %d ", t, $9; exit }' /proc/stat
+    awk '/^pgpgin / { print $2 }' /proc/vmstat
+}
 steal_add() {
-    local name=$1 t0 s0 t1 s1
-    read -r t0 s0 <<<"$2"
-    read -r t1 s1 <<<"$(cpu_ticks)"
+    local name=$1 t0 s0 r0 t1 s1 r1
+    read -r t0 s0 r0 <<<"$2"
+    read -r t1 s1 r1 <<<"$(cpu_ticks)"
     STEAL[$name]=$(( ${STEAL[$name]} + s1 - s0 ))
+    READ_KB[$name]=$(( ${READ_KB[$name]} + ${r1:-0} - ${r0:-0} ))
     STEAL[${name}_total]=$(( ${STEAL[${name}_total]} + t1 - t0 ))
 }
 steal_pct() { awk -v s="${STEAL[$1]}" -v t="${STEAL[$1_total]}" 'BEGIN { if (t > 0) printf "%.1f", 100 * s / t; else printf "?" }'; }
@@ -975,6 +983,7 @@ REPORT=$WORK/results.md
     fi
     echo
     echo "- CPU steal (time the hypervisor gave to other guests) during the measured runs: $(steal_pct ours) % in ours on PostgreSQL (default), $(steal_pct pgbench) % in pgbench's — the more steal, the lower and noisier the figures; a large difference between the two skews the ratios"
+    echo "- disk reads on the machine during the same runs: $(awk -v k="${READ_KB[ours]}" 'BEGIN { printf "%.1f", k / 1024 }') MB in ours, $(awk -v k="${READ_KB[pgbench]}" 'BEGIN { printf "%.1f", k / 1024 }') MB in pgbench's — the benchmark reads nothing itself; reads mean other work (or evicted pages faulting back in), which on these VMs came with stalls of every thread for 20-240 ms"
     echo "- start-up to first 200 from /health on SQLite: $STARTUP"
     echo "- binary: $SIZE_TXT"
     echo "- server RSS (MB) on PostgreSQL: $(mb "$RSS_PG_START") after start, $(mb "$RSS_PG_SEEDED") after seeding, $(mb "$RSS_PG_END") at the end ($PG_LOG_LINES log lines)"
