@@ -1,6 +1,7 @@
-//! todo-api: the backend of a multi-user Todo app. A tiny_http listener feeds a fixed pool
-//! of worker threads; each request is routed by hand to a small handler that gets the
-//! verified caller and runs parameterised SQL on a pooled connection.
+//! todo-api: the backend of a multi-user Todo app. A tiny_http listener's connection threads
+//! handle requests themselves while a request slot is free and otherwise feed a fixed pool of
+//! worker threads; each request is routed by hand to a small handler that gets the verified
+//! caller and runs parameterised SQL on a pooled connection.
 
 /// Bearer tokens into users.
 pub mod auth;
@@ -14,9 +15,11 @@ pub mod error;
 pub mod http;
 /// Better Auth's JSON Web Key Set, fetched and cached.
 pub mod jwks;
+/// The log's writer thread.
+pub mod logsink;
 /// Path and method to handler.
 pub mod router;
-/// Listener, workers, CORS, request ids and the access log.
+/// Listener, request slots, workers, CORS, request ids and the access log.
 pub mod server;
 /// Task handlers and request parsing.
 pub mod tasks;

@@ -40,7 +40,23 @@ fn main() -> ExitCode {
 }
 
 fn serve() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    match todo_api::logsink::start(std::io::stderr()) {
+        Ok(sink) => logger.target(env_logger::Target::Pipe(Box::new(sink))),
+        // Without its thread the log is written by the logging threads themselves.
+        Err(e) => {
+            eprintln!("todo-api: no log writer thread ({e}); writing the log directly");
+            &mut logger
+        }
+    };
+    logger.init();
+    let code = run();
+    todo_api::logsink::flush();
+    code
+}
+
+fn run() -> ExitCode {
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => return fail(&e),
@@ -123,6 +139,8 @@ fn usage_error(message: &str) -> ExitCode {
 }
 
 fn fail(message: &str) -> ExitCode {
+    // After what was logged before it.
+    todo_api::logsink::flush();
     eprintln!("todo-api: {message}");
     ExitCode::FAILURE
 }

@@ -1,0 +1,181 @@
+//! The log's own writer thread. Request threads hand each formatted line to it through a
+//! bounded channel instead of writing to stderr themselves: a `write` to a log file can block
+//! for tens or hundreds of milliseconds while the disk is busy (the kernel throttles writers of
+//! dirty pages), and with one line per request every request thread would wait behind it.
+//! The thread writes what has gathered in one go, at most every `BATCH_PAUSE`.
+//!
+//! Every line is kept: when `CAPACITY` lines wait (the output has been stuck for a while),
+//! logging blocks as a direct write would. Lines still waiting when the process is killed
+//! outright are lost; `flush` (called before a normal exit) writes them all.
+
+use std::io::{self, Write};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Lines that may wait for the writer: ~1.5 MB at most, ~0.3 s of a busy server's log.
+const CAPACITY: usize = 8192;
+/// The writer's pause after each batch, so that a busy server's lines go out in batches
+/// (one write and no wake-up per line) and an idle one's at once.
+const BATCH_PAUSE: Duration = Duration::from_millis(5);
+/// The longest `flush` waits for the writer.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
+enum Msg {
+    Line(Vec<u8>),
+    Flush(mpsc::Sender<()>),
+}
+
+/// The sending end, given to env_logger as its target: `write` queues what it is given whole.
+/// env_logger writes each record with one `write_all` under its own lock, so a record is one
+/// message and records never interleave.
+pub struct Sink(SyncSender<Msg>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .send(Msg::Line(buf.to_vec()))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the log writer has stopped"))?;
+        Ok(buf.len())
+    }
+
+    /// env_logger flushes after every record: the writer thread does that for a batch.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The process-wide sink's channel, for `flush`.
+static PROCESS_SINK: OnceLock<SyncSender<Msg>> = OnceLock::new();
+
+/// Starts the process's log writer thread on `out` and returns the sink to log into.
+pub fn start(out: impl Write + Send + 'static) -> io::Result<Sink> {
+    let sink = spawn(out)?;
+    let _ = PROCESS_SINK.set(sink.0.clone());
+    Ok(sink)
+}
+
+/// Writes every line logged so far (waits at most `FLUSH_LIMIT`).
+pub fn flush() {
+    if let Some(tx) = PROCESS_SINK.get() {
+        flush_sink(tx);
+    }
+}
+
+fn flush_sink(tx: &SyncSender<Msg>) {
+    let (ack, done) = mpsc::channel();
+    if tx.send(Msg::Flush(ack)).is_ok() {
+        let _ = done.recv_timeout(FLUSH_LIMIT);
+    }
+}
+
+fn spawn(out: impl Write + Send + 'static) -> io::Result<Sink> {
+    let (tx, rx) = mpsc::sync_channel(CAPACITY);
+    std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || write_lines(&rx, out))?;
+    Ok(Sink(tx))
+}
+
+fn write_lines(rx: &Receiver<Msg>, mut out: impl Write) {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    // Blocks until there is something to write; ends when every sender is gone.
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        let mut acks = Vec::new();
+        loop {
+            while let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) {
+                match msg {
+                    Msg::Line(line) => batch.extend_from_slice(&line),
+                    Msg::Flush(ack) => acks.push(ack),
+                }
+            }
+            // A failed write (stderr closed) cannot be reported anywhere: the lines go.
+            let _ = out.write_all(&batch).and_then(|()| out.flush());
+            batch.clear();
+            for ack in acks.drain(..) {
+                let _ = ack.send(());
+            }
+            // Let the next batch gather without being woken for each line (a sleep, not a
+            // wait on the channel); with nothing logged meanwhile, wait in `recv` again.
+            std::thread::sleep(BATCH_PAUSE);
+            match rx.try_recv() {
+                Ok(msg) => next = Some(msg),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// An output the test can read back, and stop (as a disk that stalls) until released.
+    #[derive(Clone, Default)]
+    struct Output {
+        written: Arc<Mutex<Vec<u8>>>,
+        gate: Arc<Mutex<()>>,
+    }
+
+    impl Write for Output {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let _open = self.gate.lock().unwrap();
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_line_is_written_in_order_by_flush() {
+        let output = Output::default();
+        let (tx, mut sink) = {
+            let sink = spawn(output.clone()).unwrap();
+            (sink.0.clone(), sink)
+        };
+        for i in 0..5000 {
+            // One write per record, as env_logger does.
+            sink.write_all(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        flush_sink(&tx);
+        let written = String::from_utf8(output.written.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = written.lines().collect();
+        assert_eq!(lines.len(), 5000);
+        assert!(lines
+            .iter()
+            .enumerate()
+            .all(|(i, l)| *l == format!("line {i}")));
+    }
+
+    #[test]
+    fn a_stuck_output_does_not_hold_up_the_loggers() {
+        let output = Output::default();
+        let stuck = output.gate.lock().unwrap();
+        let (tx, mut sink) = {
+            let sink = spawn(output.clone()).unwrap();
+            (sink.0.clone(), sink)
+        };
+        // The writer takes the first line and blocks on the output; the rest wait in the
+        // channel while the logging thread goes on.
+        let (done_tx, done) = mpsc::channel();
+        let logger = std::thread::spawn(move || {
+            for i in 0..CAPACITY / 2 {
+                sink.write_all(format!("line {i}\n").as_bytes()).unwrap();
+            }
+            done_tx.send(()).unwrap();
+        });
+        done.recv_timeout(Duration::from_secs(10))
+            .expect("logging blocked behind a stuck output");
+        assert!(output.written.lock().unwrap().is_empty());
+        drop(stuck);
+        logger.join().unwrap();
+        flush_sink(&tx);
+        let written = String::from_utf8(output.written.lock().unwrap().clone()).unwrap();
+        assert_eq!(written.lines().count(), CAPACITY / 2, "nothing lost");
+    }
+}
