@@ -13,11 +13,14 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// Lines that may wait for the writer: ~1.5 MB at most, ~0.3 s of a busy server's log.
-const CAPACITY: usize = 8192;
+/// Lines that may wait for the writer: ~0.4 MB at most with the channel's own slots, ~70 ms
+/// of a busy server's log (30,000 lines/s), most of a disk stall at a usual rate.
+const CAPACITY: usize = 2048;
 /// The writer's pause after each batch, so that a busy server's lines go out in batches
 /// (one write and no wake-up per line) and an idle one's at once.
 const BATCH_PAUSE: Duration = Duration::from_millis(5);
+/// The batch buffer kept between batches (a busy server's 5 ms is ~25 KB of lines).
+const BATCH_BYTES: usize = 64 * 1024;
 /// The longest `flush` waits for the writer.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
@@ -78,7 +81,7 @@ fn spawn(out: impl Write + Send + 'static) -> io::Result<Sink> {
 }
 
 fn write_lines(rx: &Receiver<Msg>, mut out: impl Write) {
-    let mut batch = Vec::with_capacity(64 * 1024);
+    let mut batch = Vec::with_capacity(BATCH_BYTES);
     // Blocks until there is something to write; ends when every sender is gone.
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
@@ -93,6 +96,8 @@ fn write_lines(rx: &Receiver<Msg>, mut out: impl Write) {
             // A failed write (stderr closed) cannot be reported anywhere: the lines go.
             let _ = out.write_all(&batch).and_then(|()| out.flush());
             batch.clear();
+            // A stall's large batch leaves a large buffer: give it back.
+            batch.shrink_to(BATCH_BYTES);
             for ack in acks.drain(..) {
                 let _ = ack.send(());
             }
