@@ -43,13 +43,12 @@ fn serve() -> ExitCode {
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     match todo_api::logsink::start(std::io::stderr()) {
-        Ok(sink) => logger.target(env_logger::Target::Pipe(Box::new(sink))),
-        // Without its thread the log is written by the logging threads themselves.
-        Err(e) => {
-            eprintln!("todo-api: no log writer thread ({e}); writing the log directly");
-            &mut logger
+        Ok(sink) => {
+            logger.target(env_logger::Target::Pipe(Box::new(sink)));
         }
-    };
+        // Without its thread the log is written by the logging threads themselves.
+        Err(e) => eprintln!("todo-api: no log writer thread ({e}); writing the log directly"),
+    }
     logger.init();
     let code = run();
     todo_api::logsink::flush();

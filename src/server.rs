@@ -127,12 +127,9 @@ impl Server {
             log::warn!("cannot stop the listener: {e}");
         }
         let deadline = Instant::now() + DRAIN_LIMIT;
-        while Instant::now() < deadline
-            && (self.http.pending_requests() > 0
-                || self.shared.in_flight.load(Ordering::SeqCst) > 0)
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_while(deadline, || {
+            self.http.pending_requests() > 0 || self.shared.in_flight.load(Ordering::SeqCst) > 0
+        });
         self.shared.stopping.store(true, Ordering::SeqCst);
         // One unblock per worker: each wakes exactly one blocked `recv`, after the
         // requests already queued ahead of it.
@@ -143,10 +140,16 @@ impl Server {
             let _ = worker.join();
         }
         // Handled on connection threads, which are not joined: begun before `stopping` was set.
-        let deadline = deadline.max(Instant::now() + DIRECT_GRACE);
-        while Instant::now() < deadline && self.shared.in_flight.load(Ordering::SeqCst) > 0 {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_while(deadline.max(Instant::now() + DIRECT_GRACE), || {
+            self.shared.in_flight.load(Ordering::SeqCst) > 0
+        });
+    }
+}
+
+/// Polls `busy` every 10 ms until it is false or `deadline` has passed.
+fn wait_while(deadline: Instant, busy: impl Fn() -> bool) {
+    while Instant::now() < deadline && busy() {
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
