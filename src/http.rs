@@ -1,10 +1,6 @@
 //! Our own view of a request and our own reply value, so that handlers never touch
 //! tiny_http types and can be read (and tested) as plain functions.
 
-use serde::Serialize;
-
-use crate::error::{Error, Result};
-
 /// What a handler may know about the request it serves.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
@@ -42,23 +38,6 @@ impl Reply {
             headers: Vec::new(),
             body,
         }
-    }
-
-    /// A JSON reply serialized from a value.
-    pub fn to_json<T: Serialize + ?Sized>(status: u16, value: &T) -> Result<Reply> {
-        Reply::to_json_sized(status, value, 512)
-    }
-
-    /// The same, into a buffer of `capacity` bytes to start with (a list knows its size).
-    pub fn to_json_sized<T: Serialize + ?Sized>(
-        status: u16,
-        value: &T,
-        capacity: usize,
-    ) -> Result<Reply> {
-        let mut body = Vec::with_capacity(capacity);
-        serde_json::to_writer(&mut body, value)
-            .map_err(|e| Error::Internal(format!("serializing a reply: {e}")))?;
-        Ok(Reply::json(status, body))
     }
 
     /// `204 No Content`.

@@ -13,6 +13,8 @@ pub mod db;
 pub mod error;
 /// Our request view and reply value.
 pub mod http;
+/// A task's JSON, written by hand.
+pub mod json;
 /// Better Auth's JSON Web Key Set, fetched and cached.
 pub mod jwks;
 /// The log's writer thread.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use postgres::config::SslMode;
 use postgres::error::SqlState;
-use postgres::types::{ToSql, Type};
+use postgres::types::{FromSql, ToSql, Type};
 use postgres::{Client, NoTls, Row, Statement};
 use postgres_native_tls::MakeTlsConnector;
 use r2d2_postgres::PostgresConnectionManager;
@@ -254,10 +254,18 @@ impl Store for PgStore {
         self.write(|c| upsert_user_on(c, user))
     }
 
-    fn list(&self, user_id: &str, query: &ListQuery) -> Result<Vec<Task>> {
+    fn list(
+        &self,
+        user_id: &str,
+        query: &ListQuery,
+        each: &mut dyn FnMut(&Task<&str>),
+    ) -> Result<()> {
         let sql = list_sql(query);
         let rows = self.read(|c| c.query(&sql, &[(&user_id, Type::TEXT)]))?;
-        rows.iter().map(task).collect()
+        for row in &rows {
+            each(&task(row)?);
+        }
+        Ok(())
     }
 
     fn create(&self, user: &User, new: &NewTask) -> Result<Task> {
@@ -401,7 +409,9 @@ fn one(rows: &[Row]) -> Result<Task> {
         .unwrap_or_else(|| Err(Error::Internal("insert returned no row".into())))
 }
 
-fn task(row: &Row) -> Result<Task> {
+/// A row of `COLUMNS` as a task, its strings owned (`String`) or borrowed from the row
+/// (`&str`).
+fn task<'a, S: FromSql<'a>>(row: &'a Row) -> Result<Task<S>> {
     let stamp = Micros::from_system_time;
     Ok(Task {
         id: row.try_get(0)?,

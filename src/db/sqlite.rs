@@ -129,7 +129,12 @@ impl Store for SqliteStore {
         upsert_user_on(&conn, user)
     }
 
-    fn list(&self, user_id: &str, query: &ListQuery) -> Result<Vec<Task>> {
+    fn list(
+        &self,
+        user_id: &str,
+        query: &ListQuery,
+        each: &mut dyn FnMut(&Task<&str>),
+    ) -> Result<()> {
         let sql = format!(
             "select {COLUMNS} from tasks where user_id = ?1{} order by {}",
             status_clause(query.status),
@@ -137,10 +142,11 @@ impl Store for SqliteStore {
         );
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(&sql)?;
-        let tasks = stmt
-            .query_map([user_id], task)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(tasks)
+        let mut rows = stmt.query([user_id])?;
+        while let Some(row) = rows.next()? {
+            each(&task_ref(row)?);
+        }
+        Ok(())
     }
 
     fn create(&self, user: &User, new: &NewTask) -> Result<Task> {
@@ -266,17 +272,21 @@ fn optional(r: rusqlite::Result<Task>) -> Result<Option<Task>> {
 }
 
 fn task(row: &Row<'_>) -> rusqlite::Result<Task> {
+    task_ref(row).map(Task::into_owned)
+}
+
+/// A row of `COLUMNS` as a task whose strings are borrowed from the row.
+fn task_ref<'a>(row: &'a Row<'_>) -> rusqlite::Result<Task<&'a str>> {
+    let text = |i: usize| Ok::<_, rusqlite::Error>(row.get_ref(i)?.as_str_or_null()?);
+    let required = |i: usize| Ok::<_, rusqlite::Error>(row.get_ref(i)?.as_str()?);
     Ok(Task {
         id: row.get(0)?,
-        title: row.get(1)?,
-        description: row.get(2)?,
+        title: required(1)?,
+        description: text(2)?,
         completed: row.get(3)?,
-        due_date: row
-            .get::<_, Option<String>>(4)?
-            .map(|s| stamp(4, &s))
-            .transpose()?,
-        created_at: stamp(5, &row.get::<_, String>(5)?)?,
-        updated_at: stamp(6, &row.get::<_, String>(6)?)?,
+        due_date: text(4)?.map(|s| stamp(4, s)).transpose()?,
+        created_at: stamp(5, required(5)?)?,
+        updated_at: stamp(6, required(6)?)?,
     })
 }
 
