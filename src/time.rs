@@ -8,6 +8,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Micros(pub i64);
 
+/// "00" through "99", for formatting two digits at once.
+const PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
 /// The earliest and latest instants we accept: years 0001 through 9999 in UTC.
 const MIN_MICROS: i64 = -62_135_596_800_000_000;
 const MAX_MICROS: i64 = 253_402_300_799_999_999;
@@ -49,31 +57,33 @@ impl Micros {
         }
     }
 
-    /// The 27 ASCII bytes of `to_rfc3339` for years 0001–9999, written digit by digit: a
-    /// list of 50 tasks formats 150 timestamps, and `format!` made that a third of the
-    /// server's instructions (callgrind, bench/README.md).
+    /// The 27 ASCII bytes of `to_rfc3339` for years 0001–9999, two digits at a time from a
+    /// table: a list of 50 tasks formats 150 timestamps, and `format!` made that a third of
+    /// the server's instructions (callgrind, bench/README.md); a digit at a time, 13 %.
     pub fn rfc3339_bytes(self) -> Option<[u8; 27]> {
         let secs = self.0.div_euclid(1_000_000);
-        let micros = self.0.rem_euclid(1_000_000);
         let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
         if !(1..=9999).contains(&y) {
             return None;
         }
-        let rem = secs.rem_euclid(86_400);
+        // In range, every field fits a u32, whose division by a constant is cheaper.
+        let micros = self.0.rem_euclid(1_000_000) as u32;
+        let rem = secs.rem_euclid(86_400) as u32;
         let mut out = *b"0000-00-00T00:00:00.000000Z";
-        let mut put = |at: usize, width: usize, mut v: i64| {
-            for i in (at..at + width).rev() {
-                out[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
+        let mut put = |at: usize, v: u32| {
+            let pair = 2 * v as usize;
+            out[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
         };
-        put(0, 4, y);
-        put(5, 2, m);
-        put(8, 2, d);
-        put(11, 2, rem / 3600);
-        put(14, 2, rem % 3600 / 60);
-        put(17, 2, rem % 60);
-        put(20, 6, micros);
+        put(0, y as u32 / 100);
+        put(2, y as u32 % 100);
+        put(5, m as u32);
+        put(8, d as u32);
+        put(11, rem / 3600);
+        put(14, rem / 60 % 60);
+        put(17, rem % 60);
+        put(20, micros / 10_000);
+        put(22, micros / 100 % 100);
+        put(24, micros % 100);
         Some(out)
     }
 
@@ -274,6 +284,18 @@ mod tests {
         ];
         for input in bad {
             assert_eq!(Micros::parse(input), None, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn the_fast_and_the_general_formatter_agree_across_the_range() {
+        // A stride of 9 days 3:28:43.456789 from year 1 to 9999: ~400,000 instants, on
+        // every year, month, day, hour, minute and second, and every pair of micro-digits.
+        let stride = 790_123_456_789_i64;
+        let mut v = MIN_MICROS;
+        while v <= MAX_MICROS {
+            assert_eq!(Micros(v).to_rfc3339(), Micros(v).to_rfc3339_slow(), "{v}");
+            v += stride;
         }
     }
 
