@@ -71,21 +71,18 @@ pub fn route(ctx: &Ctx, req: &Request) -> Result<Reply> {
 
 /// The route a path belongs to: its pattern, its methods and the `{task_id}` segment.
 fn resolve(path: &str) -> Option<(&'static str, &'static str, Option<String>)> {
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
     ROUTES.iter().find_map(|&(pattern, allow)| {
-        let parts: Vec<&str> = pattern.split('/').skip(1).collect();
-        if parts.len() != segments.len() {
-            return None;
-        }
+        let mut parts = pattern.split('/');
+        let mut segments = path.split('/');
         let mut id = None;
-        for (part, segment) in parts.iter().zip(&segments) {
-            if *part == "{task_id}" {
-                id = Some(percent_decode_path(segment));
-            } else if part != segment {
-                return None;
+        loop {
+            match (parts.next(), segments.next()) {
+                (None, None) => return Some((pattern, allow, id.map(percent_decode_path))),
+                (Some("{task_id}"), Some(segment)) => id = Some(segment),
+                (Some(part), Some(segment)) if part == segment => {}
+                _ => return None,
             }
         }
-        Some((pattern, allow, id))
     })
 }
 
@@ -218,7 +215,12 @@ mod tests {
             ("/api/tasks/{task_id}/complete", Some("a b"))
         );
         assert_eq!(resolve("/api/tasks/1/2"), None);
+        assert_eq!(resolve("/api"), None);
         assert_eq!(resolve("/nope"), None);
+        // Only an origin-form path (from `/`) names a route.
+        assert_eq!(resolve("health"), None);
+        assert_eq!(resolve("x/health"), None);
+        assert_eq!(resolve("http://h/health"), None);
     }
 
     #[test]
