@@ -70,11 +70,11 @@ impl FromStr for TransferEncoding {
     }
 }
 
-/// Builds a Date: header with the current date.
-fn build_date_header() -> Header {
-    // todo-api patch: the date is formatted once a second per thread, not once a response.
+/// todo-api patch: appends `Date: <now>\r\n`, the date formatted once a second per thread
+/// (not once a response, and not into a `Header` of its own).
+fn write_date_header(head: &mut Vec<u8>) {
     thread_local! {
-        static DATE: std::cell::RefCell<(u64, Option<Header>)> = const { std::cell::RefCell::new((0, None)) };
+        static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
     }
     let now = SystemTime::now();
     let secs = now
@@ -82,26 +82,25 @@ fn build_date_header() -> Header {
         .map_or(0, |d| d.as_secs());
     DATE.with(|date| {
         let mut date = date.borrow_mut();
-        match &date.1 {
-            Some(header) if date.0 == secs => header.clone(),
-            _ => {
-                let d = HttpDate::from(now);
-                let header =
-                    Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap();
-                *date = (secs, Some(header.clone()));
-                header
-            }
+        if date.0 != secs || date.1.is_empty() {
+            *date = (secs, HttpDate::from(now).to_string());
         }
+        head.extend_from_slice(b"Date: ");
+        head.extend_from_slice(date.1.as_bytes());
+        head.extend_from_slice(b"\r\n");
     })
 }
 
 /// todo-api patch: the status line and headers go into `head`, which the caller writes with
 /// one call (every write to a connection's writer takes its lock; the header was ~25 of them).
+/// `Server` and `Date` (unless `headers` has them) come first, the framing header last,
+/// written straight into `head` rather than built as `Header`s (two allocations each).
 fn write_message_header(
     head: &mut Vec<u8>,
     http_version: &HTTPVersion,
     status_code: &StatusCode,
     headers: &[Header],
+    framing: Option<(TransferEncoding, Option<usize>)>,
 ) -> IoResult<()> {
     // writing status line
     write!(
@@ -113,12 +112,30 @@ fn write_message_header(
         status_code.default_reason_phrase()
     )?;
 
+    if !headers.iter().any(|h| h.field.equiv("Server")) {
+        head.extend_from_slice(b"Server: tiny-http (Rust)\r\n");
+    }
+    if !headers.iter().any(|h| h.field.equiv("Date")) {
+        write_date_header(head);
+    }
+
     // writing headers
     for header in headers.iter() {
         head.extend_from_slice(header.field.as_str().as_ref());
         head.extend_from_slice(b": ");
         head.extend_from_slice(header.value.as_str().as_ref());
         head.extend_from_slice(b"\r\n");
+    }
+
+    match framing {
+        Some((TransferEncoding::Chunked, _)) => {
+            head.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
+        }
+        Some((TransferEncoding::Identity, length)) => {
+            let length = length.expect("identity encoding with a known length");
+            write!(head, "Content-Length: {length}\r\n")?;
+        }
+        None => {}
     }
 
     // separator between header and data
@@ -370,19 +387,6 @@ where
             self.chunked_threshold(),
         ));
 
-        // add `Date` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Date")) {
-            self.headers.insert(0, build_date_header());
-        }
-
-        // add `Server` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
-            );
-        }
-
         // handling upgrade
         if let Some(upgrade) = upgrade {
             self.headers.insert(
@@ -419,40 +423,28 @@ where
                 _ => false,
             };
 
-        // preparing headers for transfer
-        match transfer_encoding {
-            Some(TransferEncoding::Chunked) => self
-                .headers
-                .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap()),
-
-            Some(TransferEncoding::Identity) => {
-                assert!(data_length.is_some());
-                let data_length = data_length.unwrap();
-
-                self.headers.push(
-                    Header::from_bytes(
-                        &b"Content-Length"[..],
-                        format!("{}", data_length).as_bytes(),
-                    )
-                    .unwrap(),
-                )
-            }
-
-            _ => (),
+        // sending headers (todo-api patch: `Date`, `Server` and the framing header are
+        // written by `write_message_header`)
+        if let Some(TransferEncoding::Identity) = transfer_encoding {
+            assert!(data_length.is_some());
+        }
+        let small = match (do_not_send_body, transfer_encoding, data_length) {
+            (false, Some(TransferEncoding::Identity), Some(len)) if len <= SMALL_BODY => Some(len),
+            _ => None,
         };
-
-        // sending headers
-        let mut head = Vec::with_capacity(512);
-        write_message_header(&mut head, &http_version, &self.status_code, &self.headers)?;
+        let mut head = Vec::with_capacity(512 + small.unwrap_or(0));
+        write_message_header(
+            &mut head,
+            &http_version,
+            &self.status_code,
+            &self.headers,
+            transfer_encoding.map(|t| (t, data_length)),
+        )?;
 
         // todo-api patch: a small body of known length goes out with the headers, in one write
-        if let (false, Some(TransferEncoding::Identity), Some(len)) =
-            (do_not_send_body, transfer_encoding, data_length)
-        {
-            if len <= SMALL_BODY {
-                (&mut reader).take(len as u64).read_to_end(&mut head)?;
-                return writer.write_all(&head);
-            }
+        if let Some(len) = small {
+            (&mut reader).take(len as u64).read_to_end(&mut head)?;
+            return writer.write_all(&head);
         }
         writer.write_all(&head)?;
 
