@@ -1,17 +1,21 @@
-//! The log's own writer thread. Request threads hand each formatted line to it through a
-//! bounded channel instead of writing to stderr themselves: a `write` to a log file can block
-//! for tens or hundreds of milliseconds while the disk is busy (the kernel throttles writers of
-//! dirty pages), and with one line per request every request thread would wait behind it.
+//! What a log line looks like (`format`), and the log's own writer thread. Request threads
+//! hand each formatted line to it through a bounded channel instead of writing to stderr
+//! themselves: a `write` to a log file can block for tens or hundreds of milliseconds while
+//! the disk is busy (the kernel throttles writers of dirty pages), and with one line per
+//! request every request thread would wait behind it.
 //! The thread writes what has gathered in one go, at most every `BATCH_PAUSE`.
 //!
 //! Every line is kept: when `CAPACITY` lines wait (the output has been stuck for a while),
 //! logging blocks as a direct write would. Lines still waiting when the process is killed
 //! outright are lost; `flush` (called before a normal exit) writes them all.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::time::Micros;
 
 /// Lines that may wait for the writer: ~0.4 MB at most with the channel's own slots, ~70 ms
 /// of a busy server's log (30,000 lines/s), most of a disk stall at a usual rate.
@@ -46,6 +50,45 @@ impl Write for Sink {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Writes one record as env_logger's default format does without colours,
+/// `[2026-01-02T10:00:00Z INFO  todo_api::server] message`, with the time of day formatted
+/// once a second per thread instead of once a line (with the level's padding, ~1,700
+/// instructions of each access-log line; callgrind).
+pub fn format(out: &mut impl Write, record: &log::Record<'_>) -> io::Result<()> {
+    thread_local! {
+        static STAMP: RefCell<(i64, [u8; 20])> = const { RefCell::new((i64::MIN, [0; 20])) };
+    }
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let stamp = STAMP.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.0 != secs {
+            let full = Micros(secs * 1_000_000)
+                .rfc3339_bytes()
+                .unwrap_or(*b"1970-01-01T00:00:00.000000Z");
+            s.1[..19].copy_from_slice(&full[..19]);
+            s.1[19] = b'Z';
+            s.0 = secs;
+        }
+        s.1
+    });
+    let level: &[u8] = match record.level() {
+        log::Level::Error => b" ERROR ",
+        log::Level::Warn => b" WARN  ",
+        log::Level::Info => b" INFO  ",
+        log::Level::Debug => b" DEBUG ",
+        log::Level::Trace => b" TRACE ",
+    };
+    out.write_all(b"[")?;
+    out.write_all(&stamp)?;
+    out.write_all(level)?;
+    out.write_all(record.target().as_bytes())?;
+    out.write_all(b"] ")?;
+    out.write_fmt(*record.args())?;
+    out.write_all(b"\n")
 }
 
 /// The process-wide sink's channel, for `flush`.
@@ -134,6 +177,28 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn records_look_as_env_logger_writes_them() {
+        let mut out = Vec::new();
+        format(
+            &mut out,
+            &log::Record::builder()
+                .args(format_args!("GET /api/tasks 200 {}.{}ms", 1, 5))
+                .level(log::Level::Warn)
+                .target("todo_api::server")
+                .build(),
+        )
+        .unwrap();
+        let line = String::from_utf8(out).unwrap();
+        let (stamp, rest) = line[1..].split_once(' ').unwrap();
+        assert_eq!(rest, "WARN  todo_api::server] GET /api/tasks 200 1.5ms\n");
+        assert!(line.starts_with('['));
+        // The time of day to the second, in UTC: as close to now as the clock allows.
+        let parsed = Micros::parse(stamp).expect(stamp);
+        assert_eq!(stamp.len(), "2026-01-02T10:00:00Z".len());
+        assert!((Micros::now().0 - parsed.0).abs() < 2_000_000, "{stamp}");
     }
 
     #[test]

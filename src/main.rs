@@ -42,6 +42,7 @@ fn main() -> ExitCode {
 fn serve() -> ExitCode {
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    logger.format(todo_api::logsink::format);
     match todo_api::logsink::start(std::io::stderr()) {
         Ok(sink) => {
             logger.target(env_logger::Target::Pipe(Box::new(sink)));
