@@ -174,12 +174,14 @@ fn worker(http: &tiny_http::Server, shared: &Shared) {
 /// per request), else given back to be queued for the workers.
 fn handle_direct(shared: &Shared, rq: tiny_http::Request) -> Option<tiny_http::Request> {
     let Some(_slot) = shared.slots.try_take() else {
+        shared.slots.queue();
         return Some(rq);
     };
     // Counted before `stopping` is read: a shutdown that has set it waits for this count,
     // so a request is either answered in full or left unanswered (never cut off midway).
     let _in_flight = InFlight::new(&shared.in_flight);
     if shared.stopping.load(Ordering::SeqCst) {
+        shared.slots.queue();
         return Some(rq);
     }
     handle(shared, rq);
@@ -204,8 +206,10 @@ impl Drop for InFlight<'_> {
 
 /// `WORKERS` slots: at most that many requests are handled at once, on their connections'
 /// threads or on the workers. A worker holding a queued request waits for a slot; a
-/// connection's thread takes one only while more are free than workers wait for, so that
-/// queued requests are not passed over under load.
+/// connection's thread takes one only while more are free than there are requests ahead of
+/// it (queued, or held by a waiting worker), so that under load requests are served in the
+/// order they came: a connection's thread never takes the slot a worker has just given back
+/// while requests wait in the queue.
 struct Slots {
     state: Mutex<SlotState>,
     freed: Condvar,
@@ -215,6 +219,8 @@ struct SlotState {
     free: usize,
     /// Workers waiting in `take`.
     waiting: usize,
+    /// Requests given to the workers' queue and not yet taken from it.
+    queued: usize,
 }
 
 /// A slot in use, given back when dropped (even by a panic).
@@ -226,23 +232,31 @@ impl Slots {
             state: Mutex::new(SlotState {
                 free: n,
                 waiting: 0,
+                queued: 0,
             }),
             freed: Condvar::new(),
         }
     }
 
-    /// A slot for a connection's thread, if one is free and no worker waits for it.
+    /// A slot for a connection's thread, if one is free for it after every request ahead
+    /// of it.
     fn try_take(&self) -> Option<Slot<'_>> {
         let mut state = self.lock();
-        (state.free > state.waiting).then(|| {
+        (state.free > state.waiting + state.queued).then(|| {
             state.free -= 1;
             Slot(self)
         })
     }
 
-    /// A slot for a worker: waits until one is free.
+    /// Counts a request that its connection's thread gives to the workers' queue.
+    fn queue(&self) {
+        self.lock().queued += 1;
+    }
+
+    /// A slot for a worker that has taken a request from the queue: waits until one is free.
     fn take(&self) -> Slot<'_> {
         let mut state = self.lock();
+        state.queued = state.queued.saturating_sub(1);
         state.waiting += 1;
         while state.free == 0 {
             state = self
@@ -511,6 +525,25 @@ mod tests {
         assert!(
             slots.try_take().is_some(),
             "free again once the worker is done"
+        );
+    }
+
+    #[test]
+    fn a_queued_request_is_served_before_a_later_one() {
+        let slots = Slots::new(1);
+        let held = slots.try_take().expect("the only slot");
+        // A second request finds no slot: it is queued for the workers.
+        assert!(slots.try_take().is_none());
+        slots.queue();
+        drop(held);
+        // The slot is free, but the queued request came first.
+        assert!(slots.try_take().is_none(), "passed over the queued request");
+        let worker = slots.take();
+        assert_eq!(slots.lock().queued, 0, "the queued request was taken");
+        drop(worker);
+        assert!(
+            slots.try_take().is_some(),
+            "with nothing queued, a connection's thread takes the free slot"
         );
     }
 
