@@ -17,7 +17,7 @@ pub mod http;
 pub mod json;
 /// Better Auth's JSON Web Key Set, fetched and cached.
 pub mod jwks;
-/// The log's writer thread.
+/// Log lines: their format, and the thread that writes them.
 pub mod logsink;
 /// Path and method to handler.
 pub mod router;
