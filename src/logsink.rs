@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::time::Micros;
 
@@ -60,13 +60,12 @@ pub fn format(out: &mut impl Write, record: &log::Record<'_>) -> io::Result<()> 
     thread_local! {
         static STAMP: RefCell<(i64, [u8; 20])> = const { RefCell::new((i64::MIN, [0; 20])) };
     }
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = Micros::now();
+    let secs = now.0.div_euclid(1_000_000);
     let stamp = STAMP.with(|s| {
         let mut s = s.borrow_mut();
         if s.0 != secs {
-            let full = Micros(secs * 1_000_000)
+            let full = now
                 .rfc3339_bytes()
                 .unwrap_or(*b"1970-01-01T00:00:00.000000Z");
             s.1[..19].copy_from_slice(&full[..19]);

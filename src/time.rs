@@ -174,7 +174,6 @@ impl Micros {
     }
 }
 
-/// Serialized in the API's one timestamp form, without allocating.
 fn digits(b: &[u8]) -> Option<i64> {
     b.iter().try_fold(0i64, |acc, c| {
         c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))

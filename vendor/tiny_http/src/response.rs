@@ -424,10 +424,7 @@ where
             };
 
         // sending headers (todo-api patch: `Date`, `Server` and the framing header are
-        // written by `write_message_header`)
-        if let Some(TransferEncoding::Identity) = transfer_encoding {
-            assert!(data_length.is_some());
-        }
+        // written by `write_message_header`, which requires a length for identity encoding)
         let small = match (do_not_send_body, transfer_encoding, data_length) {
             (false, Some(TransferEncoding::Identity), Some(len)) if len <= SMALL_BODY => Some(len),
             _ => None,

@@ -51,13 +51,12 @@ struct Receiver<T>(Arc<Handover<T>>);
 struct RecvError;
 
 impl<T> Sender<T> {
-    fn send(&self, value: T) -> Result<(), T> {
+    fn send(&self, value: T) {
         let mut state = self.0.lock();
         state.value = Some(value);
         if state.waiting {
             self.0.ready.notify_one();
         }
-        Ok(())
     }
 }
 
@@ -256,11 +255,11 @@ where
 
         match inner {
             SequentialReaderInner::MyTurn(reader) => {
-                self.next.send(reader).ok();
+                self.next.send(reader);
             }
             SequentialReaderInner::Waiting(recv) => {
                 let reader = recv.recv().unwrap();
-                self.next.send(reader).ok();
+                self.next.send(reader);
             }
             SequentialReaderInner::Empty => (),
         }
@@ -272,6 +271,6 @@ where
     W: Write + Send,
 {
     fn drop(&mut self) {
-        self.on_finish.send(()).ok();
+        self.on_finish.send(());
     }
 }
