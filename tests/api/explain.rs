@@ -74,3 +74,98 @@ fn every_list_query_reads_one_users_rows_through_an_index() {
         );
     }
 }
+
+/// A database as the versions before the HOT-update change made it: full pages, and an
+/// index on (user_id, completed) that made every toggle write into every index.
+const EARLIER_SCHEMA: &str = "
+    create table users (id text primary key, email text unique, name text,
+                        created_at timestamptz not null default now());
+    create table tasks (
+        id bigserial primary key,
+        user_id text not null references users (id) on delete cascade,
+        title text not null check (char_length(title) between 1 and 200),
+        description text check (char_length(description) <= 1000),
+        completed boolean not null default false,
+        due_date timestamptz,
+        created_at timestamptz not null default now(),
+        updated_at timestamptz not null default now());
+    create index tasks_user_created on tasks (user_id, created_at, id);
+    create index tasks_user_due on tasks (user_id, due_date, id);
+    create index tasks_user_completed on tasks (user_id, completed);
+    insert into users (id) values ('u1');
+    insert into tasks (user_id, title) values ('u1', 'made before the upgrade');";
+
+/// Columns that some index of `tasks` covers, and the table's storage options.
+fn indexed_columns_and_options(client: &mut postgres::Client) -> (Vec<String>, Vec<String>) {
+    let columns = client
+        .query(
+            "select distinct a.attname::text from pg_index i \
+             join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey) \
+             where i.indrelid = 'tasks'::regclass order by 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let expressions: i64 = client
+        .query_one(
+            "select count(*) from pg_index where indrelid = 'tasks'::regclass \
+             and (indexprs is not null or indpred is not null)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        expressions, 0,
+        "an expression or partial index needs its columns checked"
+    );
+    let options: Option<Vec<String>> = client
+        .query_one(
+            "select reloptions from pg_class where oid = 'tasks'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    (columns, options.unwrap_or_default())
+}
+
+#[test]
+fn toggles_and_edits_can_update_rows_in_place_also_in_an_earlier_database() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    let db = TestDb::new(&engine);
+    let url = db.postgres_url().unwrap();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client.batch_execute(EARLIER_SCHEMA).unwrap();
+    let (before, options) = indexed_columns_and_options(&mut client);
+    assert!(before.contains(&"completed".to_string()) && options.is_empty());
+
+    let app = TestApp::spawn_with(db, |_| {});
+    let user = app.user("u1");
+    let tasks = user.get("/api/tasks").json();
+    assert_eq!(tasks.as_array().unwrap().len(), 1, "{tasks}");
+    assert_eq!(tasks[0]["title"], "made before the upgrade");
+    let id = tasks[0]["id"].as_i64().unwrap();
+    let toggled = user.patch(&format!("/api/tasks/{id}/complete"), "");
+    assert_eq!(toggled.status, 200, "{}", toggled.text());
+    assert_eq!(toggled.json()["completed"], true);
+
+    // PostgreSQL updates a row in place, with no new index entries (HOT), only when no
+    // index covers a column the update changes and the page has room for the new version.
+    let (after, options) = indexed_columns_and_options(&mut client);
+    // Not completed, title, description nor updated_at; due_date changes only when asked.
+    assert_eq!(after, ["created_at", "due_date", "id", "user_id"]);
+    assert_eq!(options, ["fillfactor=90"]);
+    // A database the server makes from nothing gets the same.
+    let fresh = TestDb::new(&engine);
+    let fresh_url = fresh.postgres_url().unwrap();
+    let fresh_app = TestApp::spawn_with(fresh, |_| {});
+    assert_eq!(fresh_app.user("u2").get("/api/tasks").status, 200);
+    let mut fresh_client = postgres::Client::connect(&fresh_url, postgres::NoTls).unwrap();
+    assert_eq!(
+        indexed_columns_and_options(&mut fresh_client),
+        (after, options)
+    );
+}
