@@ -126,14 +126,9 @@ impl Config {
             .map_err(|_| "HOST must be an IP address, such as 127.0.0.1 or 0.0.0.0".to_string())?;
         let port: u16 = parse_number("PORT", get("PORT"), 8000)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        // Handlers wait on the database, so more requests in flight than cores keep the
-        // cores busy. A database on another machine needs more of them (each waits a network
-        // round trip); one on this machine works on the same cores, where more requests in
-        // flight only take turns on them and widen the spread of response times
-        // (bench/README.md has the measurements behind both factors).
-        let per_core = if database_is_local(&database) { 2 } else { 4 };
-        let workers: usize =
-            parse_number("WORKERS", get("WORKERS"), (cores * per_core).clamp(4, 64))?;
+        // Handlers spend most of their time waiting on the database, so a few threads per
+        // core keep the cores busy; bench/README.md has the measurements behind the factor.
+        let workers: usize = parse_number("WORKERS", get("WORKERS"), (cores * 4).clamp(4, 64))?;
         // One connection per worker: a worker never holds two, so none ever waits on another.
         let pool_size: u32 = parse_number("DB_POOL_SIZE", get("DB_POOL_SIZE"), workers as u32)?;
         if workers == 0 || pool_size == 0 {
@@ -195,27 +190,6 @@ fn parse_database_url(url: &str) -> Result<Database, String> {
     } else {
         Err("DATABASE_URL must start with postgres://, postgresql:// or sqlite:".into())
     }
-}
-
-/// Whether the database is PostgreSQL on this machine: every host of its URL a Unix socket,
-/// `localhost` or a loopback address. (SQLite is measured with the remote default.)
-fn database_is_local(database: &Database) -> bool {
-    use postgres::config::Host;
-    let Database::Postgres(url) = database else {
-        return false;
-    };
-    let Ok(config) = url.parse::<postgres::Config>() else {
-        return false;
-    };
-    let hosts = config.get_hosts();
-    !hosts.is_empty()
-        && hosts.iter().all(|host| match host {
-            Host::Unix(_) => true,
-            Host::Tcp(name) => {
-                name.eq_ignore_ascii_case("localhost")
-                    || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-            }
-        })
 }
 
 /// `scheme://host[:port]` of an http(s) URL, the form browsers send in `Origin`.
@@ -304,35 +278,6 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!((c.workers, c.pool_size), (3, 2));
         assert!(!c.statement_cache);
-    }
-
-    #[test]
-    fn default_workers_are_fewer_for_a_database_on_this_machine() {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let workers = |url: &str| config(&[("DATABASE_URL", url)]).unwrap().workers;
-        for local in [
-            "postgres://postgres@127.0.0.1:5432/todo",
-            "postgresql://u@localhost/todo",
-            "postgres://u@[::1]:5433/todo",
-            "postgres://u@%2Fvar%2Frun%2Fpostgresql/todo",
-            "postgres://u@127.0.0.1,localhost/todo",
-        ] {
-            assert_eq!(workers(local), (cores * 2).clamp(4, 64), "{local}");
-        }
-        for remote in [
-            "postgresql://u:p@ep-cool-1234-pooler.us-east-2.aws.neon.tech/neondb?sslmode=require",
-            "postgres://u@10.0.0.5/todo",
-            "postgres://u@db/todo",
-            "postgres://u@127.0.0.1,db.example/todo",
-            "sqlite:todo.db",
-        ] {
-            assert_eq!(workers(remote), (cores * 4).clamp(4, 64), "{remote}");
-        }
-        let c = config(&[
-            ("DATABASE_URL", "postgres://u@localhost/t"),
-            ("WORKERS", "7"),
-        ]);
-        assert_eq!(c.unwrap().workers, 7);
     }
 
     #[test]
