@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use postgres::config::SslMode;
 use postgres::error::SqlState;
@@ -412,16 +412,37 @@ fn one(rows: &[Row]) -> Result<Task> {
 /// A row of `COLUMNS` as a task, its strings owned (`String`) or borrowed from the row
 /// (`&str`).
 fn task<'a, S: FromSql<'a>>(row: &'a Row) -> Result<Task<S>> {
-    let stamp = Micros::from_system_time;
     Ok(Task {
         id: row.try_get(0)?,
         title: row.try_get(1)?,
         description: row.try_get(2)?,
         completed: row.try_get(3)?,
-        due_date: row.try_get::<_, Option<SystemTime>>(4)?.map(stamp),
-        created_at: stamp(row.try_get(5)?),
-        updated_at: stamp(row.try_get(6)?),
+        due_date: row.try_get(4)?,
+        created_at: row.try_get(5)?,
+        updated_at: row.try_get(6)?,
     })
+}
+
+/// 2000-01-01T00:00:00Z, where PostgreSQL counts timestamps from, in Unix microseconds.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// A `timestamptz` read as it travels, microseconds since 2000-01-01 UTC, with no
+/// `SystemTime` in between (which cost a list of 50 tasks ~8,000 instructions).
+impl<'a> FromSql<'a> for Micros {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> Result<Micros, Box<dyn std::error::Error + Sync + Send>> {
+        let raw: [u8; 8] = raw.try_into().map_err(|_| "timestamptz is not 8 bytes")?;
+        // `infinity` is i64::MAX: kept out of range, where formatting takes its slow path.
+        Ok(Micros(
+            i64::from_be_bytes(raw).saturating_add(PG_EPOCH_MICROS),
+        ))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TIMESTAMPTZ
+    }
 }
 
 /// Turns a `postgres://` URL into the driver's config and a TLS connector.
@@ -489,6 +510,22 @@ fn connect_options(url: &str) -> Result<(postgres::Config, Option<MakeTlsConnect
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_read_from_postgresql_microseconds_since_2000() {
+        let read = |us: i64| Micros::from_sql(&Type::TIMESTAMPTZ, &us.to_be_bytes()).unwrap();
+        assert_eq!(read(0).to_rfc3339(), "2000-01-01T00:00:00.000000Z");
+        assert_eq!(read(-1).to_rfc3339(), "1999-12-31T23:59:59.999999Z");
+        assert_eq!(read(-PG_EPOCH_MICROS), Micros(0));
+        assert_eq!(read(1).0, PG_EPOCH_MICROS + 1);
+        assert_eq!(
+            read(i64::MAX),
+            Micros(i64::MAX),
+            "infinity stays out of range"
+        );
+        assert!(Micros::from_sql(&Type::TIMESTAMPTZ, &[0; 4]).is_err());
+        assert!(Micros::accepts(&Type::TIMESTAMPTZ) && !Micros::accepts(&Type::TIMESTAMP));
+    }
 
     #[test]
     fn plain_unless_tls_is_asked_for() {

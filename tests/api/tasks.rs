@@ -233,3 +233,48 @@ dbtest!(concurrent_creates_are_all_kept, |app| {
     assert_eq!(unique.len(), 40);
     assert_eq!(alice.get("/api/tasks").json().as_array().unwrap().len(), 40);
 });
+
+dbtest!(
+    due_dates_at_the_ends_of_the_range_come_back_to_the_microsecond,
+    |app| {
+        let user = app.user("alice");
+        // The first and last instants API.md accepts, both sides of 1970 and of 2000
+        // (PostgreSQL counts from 2000-01-01), and a leap day.
+        let stamps = [
+            "0001-01-01T00:00:00.000000Z",
+            "1969-12-31T23:59:59.999999Z",
+            "1970-01-01T00:00:00.000000Z",
+            "1999-12-31T23:59:59.999999Z",
+            "2000-01-01T00:00:00.000000Z",
+            "2000-02-29T12:34:56.000001Z",
+            "9999-12-31T23:59:59.999999Z",
+        ];
+        let mut ids = Vec::new();
+        for stamp in stamps {
+            let task = app.create(
+                &user,
+                &json!({"title": stamp, "due_date": stamp}).to_string(),
+            );
+            assert_eq!(task["due_date"], stamp, "as created");
+            let id = task["id"].as_i64().unwrap();
+            assert_eq!(
+                user.get(&format!("/api/tasks/{id}")).json()["due_date"],
+                stamp,
+                "read back"
+            );
+            ids.push(id);
+        }
+        let list = user.get("/api/tasks?sort=due_date&order=asc").json();
+        let listed: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["due_date"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, stamps, "listed in due-date order");
+        for t in list.as_array().unwrap() {
+            assert_timestamp(&t["created_at"]);
+            assert_timestamp(&t["updated_at"]);
+        }
+    }
+);
