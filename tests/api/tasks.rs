@@ -249,7 +249,6 @@ dbtest!(
             "2000-02-29T12:34:56.000001Z",
             "9999-12-31T23:59:59.999999Z",
         ];
-        let mut ids = Vec::new();
         for stamp in stamps {
             let task = app.create(
                 &user,
@@ -262,7 +261,6 @@ dbtest!(
                 stamp,
                 "read back"
             );
-            ids.push(id);
         }
         let list = user.get("/api/tasks?sort=due_date&order=asc").json();
         let listed: Vec<&str> = list
