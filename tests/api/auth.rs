@@ -276,10 +276,9 @@ dbtest!(authentication_comes_before_routing, |app| {
 });
 
 dbtest!(the_users_row_follows_the_claims, |app| {
-    let Some(url) = app.db.postgres_url() else {
+    let Some(mut db) = app.db.postgres_client() else {
         return;
     };
-    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let exp = now() + 600;
     let first = signed(json!({"sub": "u1", "exp": exp, "email": "one@example.com", "name": "One"}));
     assert_eq!(app.with_token(&first).get("/api/tasks").status, 200);

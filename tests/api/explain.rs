@@ -25,10 +25,9 @@ fn every_list_query_reads_one_users_rows_through_an_index() {
         return;
     };
     let db = TestDb::new(&engine);
-    let url = db.postgres_url().unwrap();
+    let mut client = db.postgres_client().unwrap();
     // The server creates the schema, indexes included (and drops the database last).
     let _app = TestApp::spawn_with(db, |_| {});
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     // 200 users with 100 tasks each: a third dated, a quarter completed.
     client
         .batch_execute(
@@ -136,8 +135,7 @@ fn toggles_and_edits_can_update_rows_in_place_also_in_an_earlier_database() {
         return;
     };
     let db = TestDb::new(&engine);
-    let url = db.postgres_url().unwrap();
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut client = db.postgres_client().unwrap();
     client.batch_execute(EARLIER_SCHEMA).unwrap();
     let (before, options) = indexed_columns_and_options(&mut client);
     assert!(before.contains(&"completed".to_string()) && options.is_empty());
@@ -160,10 +158,9 @@ fn toggles_and_edits_can_update_rows_in_place_also_in_an_earlier_database() {
     assert_eq!(options, ["fillfactor=90"]);
     // A database the server makes from nothing gets the same.
     let fresh = TestDb::new(&engine);
-    let fresh_url = fresh.postgres_url().unwrap();
+    let mut fresh_client = fresh.postgres_client().unwrap();
     let fresh_app = TestApp::spawn_with(fresh, |_| {});
     assert_eq!(fresh_app.user("u2").get("/api/tasks").status, 200);
-    let mut fresh_client = postgres::Client::connect(&fresh_url, postgres::NoTls).unwrap();
     assert_eq!(
         indexed_columns_and_options(&mut fresh_client),
         (after, options)

@@ -121,6 +121,12 @@ impl TestDb {
             TestDb::Sqlite(_) => None,
         }
     }
+
+    /// A connection of the test's own to the database (PostgreSQL only).
+    pub fn postgres_client(&self) -> Option<postgres::Client> {
+        let url = self.postgres_url()?;
+        Some(postgres::Client::connect(&url, postgres::NoTls).unwrap())
+    }
 }
 
 impl Drop for TestDb {

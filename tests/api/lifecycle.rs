@@ -69,10 +69,9 @@ dbtest!(tasks_survive_a_restart, |app| {
 
 /// The columns of a table in a PostgreSQL or SQLite database, as `(name, nullable)`.
 fn columns(app: &TestApp, table: &str) -> Vec<(String, bool)> {
-    match app.db.postgres_url() {
-        Some(url) => {
-            let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-            db.query(
+    match app.db.postgres_client() {
+        Some(mut db) => db
+            .query(
                 "select column_name::text, is_nullable = 'YES' from information_schema.columns \
                  where table_name = $1 order by ordinal_position",
                 &[&table],
@@ -80,8 +79,7 @@ fn columns(app: &TestApp, table: &str) -> Vec<(String, bool)> {
             .unwrap()
             .iter()
             .map(|r| (r.get(0), r.get(1)))
-            .collect()
-        }
+            .collect(),
         None => {
             let todo_api::config::Database::Sqlite(path) = app.db.database() else {
                 unreachable!()

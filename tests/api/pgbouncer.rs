@@ -282,8 +282,7 @@ fn a_statement_missing_on_the_server_connection_is_sent_unnamed_and_the_cache_tu
     // are there, so that the next transactions alternate between them.
     let t = alice.post("/api/tasks", r#"{"title": "one"}"#);
     assert_eq!(t.status, 201, "{}", t.text());
-    let mut admin =
-        postgres::Client::connect(&db.postgres_url().unwrap(), postgres::NoTls).unwrap();
+    let mut admin = db.postgres_client().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let name = db.postgres_name().unwrap().to_string();
     let backends = |admin: &mut postgres::Client| -> i64 {
