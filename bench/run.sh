@@ -450,6 +450,40 @@ steal_add() {
     READ_KB[$name]=$(( ${READ_KB[$name]} + ${r1:-0} - ${r0:-0} ))
     STEAL[${name}_total]=$(( ${STEAL[${name}_total]} + t1 - t0 ))
 }
+# Where the CPU goes in a measured run: cpu_split SERVER_PID prints the clock ticks used so
+# far by the server (all its threads), by PostgreSQL (every postgres process, plus the
+# exited backends the postmaster has reaped, so pgbench's own backends count), by the whole
+# machine (user, nice, system, irq, softirq) and the machine's total including idle and
+# steal. cpu_per_request BEFORE AFTER REQUESTS turns two of them into
+# "server=µs pg=µs rest=µs busy=µs idle=%" per request; rest is the machine's busy time
+# less the server and PostgreSQL: the load generator (wrk or pgbench) and anything else.
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+declare -A CPU_OURS CPU_PGB
+cpu_split() {
+    {
+        head -1 /proc/stat
+        sed 's/^/S /' "/proc/${1:-0}/stat" 2>/dev/null || true
+        # one file at a time: a backend that exits between the glob and the read is skipped
+        for f in /proc/[0-9]*/stat; do
+            read -r l 2>/dev/null <"$f" && printf '%s\n' "$l"
+        done | awk '$2 == "(postgres)" { print "P " $0 }' || true
+    } | awk '
+        $1 == "cpu" { busy = $2 + $3 + $4 + $7 + $8; total = $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }
+        $1 == "S" { s = $15 + $16 }
+        $1 == "P" { p += $15 + $16 + $17 + $18 }
+        END { printf "%d %d %d %d", s, p, busy, total }'
+}
+cpu_per_request() {
+    awk -v a="$1" -v b="$2" -v n="$3" -v hz="$CLK_TCK" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        if (n <= 0 || y[4] <= x[4]) exit
+        us = 1e6 / hz / n
+        s = (y[1] - x[1]) * us; p = (y[2] - x[2]) * us; busy = (y[3] - x[3]) * us
+        rest = busy - s - p; if (rest < 0) rest = 0
+        printf "server=%.0f pg=%.0f rest=%.0f busy=%.0f idle=%.0f", s, p, rest, busy,
+            100 * (1 - (y[3] - x[3]) / (y[4] - x[4]))
+    }'
+}
 steal_pct() { awk -v s="${STEAL[$1]}" -v t="${STEAL[$1_total]}" 'BEGIN { if (t > 0) printf "%.1f", 100 * s / t; else printf "?" }'; }
 
 # run_wrk BACKEND SCENARIO CONNS SECONDS OUTFILE [sample]: sets RUN_LINE (BENCH_RESULT line)
@@ -463,10 +497,11 @@ run_wrk() {
         stall_probe "${URL##*:}" "$secs" "$WORK/stalls.txt" </dev/null >/dev/null 2>&1 &
         PROBE_PID=$!
     fi
-    local ticks; ticks=$(cpu_ticks)
+    local ticks cpu0; ticks=$(cpu_ticks); cpu0=$(cpu_split "$SERVER_PID")
     BENCH_DATA="$WORK/data-$backend.lua" BENCH_NAME="$backend/$scen/$c" \
         wrk -t2 -c"$c" -d"${secs}s" --timeout 10s --latency -s "$BENCH_DIR/$scen.lua" "$URL" \
         >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed ($backend $scen $c)"; }
+    local cpu1; cpu1=$(cpu_split "$SERVER_PID")
     [ -n "$sample" ] && [ "$backend" = pg ] && steal_add ours "$ticks"
     if [ -n "$sample" ]; then
         kill "$SAMPLER_PID" 2>/dev/null || true
@@ -480,6 +515,8 @@ run_wrk() {
     line=$(grep -a '^BENCH_RESULT ' "$out" | tail -1 || true)
     [ -n "$line" ] || { cat "$out" >&2; die "no BENCH_RESULT line from wrk ($backend $scen $c)"; }
     RUN_LINE=$line
+    [ -n "$sample" ] && [ "$backend" = pg ] && CPU_OURS[$scen:$c]=$(cpu_per_request "$cpu0" "$cpu1" "$(kv "$line" requests)")
+    return 0
 }
 
 # run_pgbench SCENARIO CONNS SECONDS OUTFILE: sets PG_TPS (mixed: requests/s equivalent,
@@ -504,9 +541,10 @@ run_pgbench() {
     local try ok=0
     for try in 1 2 3 4 5 6; do
         rm -f "$prefix".*
-        local ticks; ticks=$(cpu_ticks)
+        local ticks cpu0; ticks=$(cpu_ticks); cpu0=$(cpu_split)
         if (cd "$WORK" && pgbench -n -M prepared -T "$secs" -c "$c" -j 2 "${logargs[@]}" "${defs[@]}" "${fargs[@]}" "$DB") >"$out" 2>&1; then
             [ -n "$label" ] || steal_add pgbench "$ticks"
+            PG_CPU="$cpu0|$(cpu_split)"
             ok=1; break
         fi
         # PostgreSQL is shared: other clients can leave fewer than $c connections free
@@ -525,6 +563,12 @@ run_pgbench() {
     fi
     PG_TPS=${tps:-}
     PG_FAILED=${failed:-0}
+    # requests (mixed: their equivalent) = tps × the run's length
+    if [ -z "$label" ] && [ "$ok" = 1 ] && [ -n "$tps" ]; then
+        PG_CPU=$(cpu_per_request "${PG_CPU%%|*}" "${PG_CPU#*|}" "$(awk -v t="$tps" -v s="$secs" 'BEGIN { printf "%.0f", t * s }')")
+    else
+        PG_CPU=""
+    fi
     # per-transaction log lines: client_id transaction_no latency_us script_no epoch us
     PG_P99=""
     if [ ${#logargs[@]} -gt 0 ] && compgen -G "$prefix.*" >/dev/null; then
@@ -570,9 +614,9 @@ errors_of() { # BENCH_RESULT line -> "N" total of non-2xx + socket errors + time
 }
 
 # Every PostgreSQL run, ours and pgbench's, starts from a vacuumed table: the toggle and
-# update runs leave tens of thousands of dead index entries on the seeded rows (completed
-# is indexed, so those updates are not HOT), and a list run that has to step over them is
-# several times slower, whichever client runs it.
+# update runs leave tens of thousands of dead row versions behind them (HOT updates since
+# d34dd45, so no longer in every index, but still in the pages a list reads), and each run
+# should start from the same state whichever client runs it.
 vacuum_db() {
     psql -qAtX -d "$DB" -c 'vacuum (analyze) tasks' -c 'vacuum (analyze) users' >/dev/null 2>&1 ||
         WARNINGS+=("vacuum of $DB failed")
@@ -757,6 +801,7 @@ pgbench_cell() {
     run_pgbench "$scen" "$c" "$SECS" "$WORK/pgbench-$scen-$c.txt"
     PGB[$scen:$c]=$PG_TPS
     PGB_P99[$scen:$c]=$PG_P99
+    CPU_PGB[$scen:$c]=$PG_CPU
     [ "$PG_FAILED" = 0 ] || WARNINGS+=("pgbench $scen/$c: $PG_FAILED failed transactions")
     log "pgbench $scen c=$c: ${PG_TPS:-failed} tps, p99 ${PG_P99:-?} ms"
 }
@@ -961,6 +1006,18 @@ REPORT=$WORK/results.md
     echo
     echo "stalled conns: connections that got no response from 25 % to 85 % of the run (PostgreSQL run; SQLite in the warnings). p50/p99 are wrk's, corrected for coordinated omission."
     [[ " $SCENARIOS " == *" mixed "* ]] && echo "¹ mixed: pgbench requests/s equivalent (weights list 35, get 35, toggle 7, update 7, create+delete 8 — that script is two requests)."
+    echo
+    echo "**Where the CPU goes** (µs of CPU per request in the measured runs above: the server's, PostgreSQL's, and the rest of the machine's busy time, which is mostly the load generator; idle: the machine's idle share of the run. While the machine is busy, ours/pgbench ≈ pgbench's busy µs ÷ ours.)"
+    echo
+    echo "| scenario | conns | ours: server | ours: PostgreSQL | ours: wrk + rest | ours: busy | ours: idle % | pgbench: PostgreSQL | pgbench: pgbench + rest | pgbench: busy | pgbench: idle % |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for scen in $SCENARIOS; do
+        for c in $CONNS; do
+            o=${CPU_OURS[$scen:$c]:-}; g=${CPU_PGB[$scen:$c]:-}
+            [ -n "$o$g" ] || continue
+            echo "| $scen | $c | $(kv "$o" server) | $(kv "$o" pg) | $(kv "$o" rest) | $(kv "$o" busy) | $(kv "$o" idle) | $(kv "$g" pg) | $(kv "$g" rest) | $(kv "$g" busy) | $(kv "$g" idle) |"
+        done
+    done
     if [ -n "$EXTRA" ]; then
         echo
         echo "**Extra PostgreSQL row sets** (${EXTRA_SECS}s per run after ${WARMUP}s warm-up; same database, data and pgbench ceiling as above)"
