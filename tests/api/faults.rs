@@ -782,6 +782,92 @@ fn oversized_bodies_are_413_however_they_are_framed() {
     assert_eq!(alice.get("/api/tasks").json(), Value::Array(vec![]));
 }
 
+/// What follows the answer on the same connection: the second request's status, or how
+/// the connection ended.
+fn after_answer(reader: &mut BufReader<TcpStream>) -> String {
+    let raw = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    if let Err(e) = reader.get_mut().write_all(raw) {
+        return format!("closed ({e})");
+    }
+    match try_read_response(reader) {
+        Ok(r) => r.status.to_string(),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => "closed".to_string(),
+        Err(e) => format!("closed ({e})"),
+    }
+}
+
+#[test]
+fn an_answer_says_connection_close_exactly_when_the_connection_ends() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let bearer = format!("Authorization: Bearer {}\r\n", token("alice"));
+    // API.md, Errors: bodies up to 65,536 bytes; one byte more is declared and never sent.
+    let over_limit = format!("{}Content-Length: 65537\r\n\r\n", post_head(""))
+        .replace("Connection: close\r\n", "");
+    // (request, whether the answer must say `Connection: close` and the server then close)
+    let cases: Vec<(&str, String, bool)> = vec![
+        (
+            "HTTP/1.1, Connection: close",
+            format!("GET /api/tasks HTTP/1.1\r\nHost: x\r\n{bearer}Connection: close\r\n\r\n"),
+            true,
+        ),
+        (
+            "HTTP/1.1, Connection: Keep-Alive, Close",
+            format!(
+                "GET /api/tasks HTTP/1.1\r\nHost: x\r\n{bearer}Connection: Keep-Alive, Close\r\n\r\n"
+            ),
+            true,
+        ),
+        (
+            "HTTP/1.0 without Connection",
+            format!("GET /api/tasks HTTP/1.0\r\nHost: x\r\n{bearer}\r\n"),
+            true,
+        ),
+        (
+            "HTTP/1.1 without Connection",
+            format!("GET /api/tasks HTTP/1.1\r\nHost: x\r\n{bearer}\r\n"),
+            false,
+        ),
+        (
+            "HTTP/1.0, Connection: keep-alive",
+            format!("GET /api/tasks HTTP/1.0\r\nHost: x\r\n{bearer}Connection: keep-alive\r\n\r\n"),
+            false,
+        ),
+        (
+            "HTTP/1.1 keep-alive, an unauthenticated request",
+            "GET /api/tasks HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+            false,
+        ),
+        (
+            "HTTP/1.1 keep-alive, a body over the limit, left unread",
+            over_limit,
+            true,
+        ),
+    ];
+    for (context, raw, closes) in &cases {
+        let mut stream = TcpStream::connect(app.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(raw.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let r = try_read_response(&mut reader).unwrap_or_else(|e| panic!("{context}: {e}"));
+        assert!(
+            matches!(r.status, 200 | 401 | 413),
+            "{context}: status {}",
+            r.status
+        );
+        let said = r.header("Connection").map(str::to_ascii_lowercase);
+        let next = after_answer(&mut reader);
+        if *closes {
+            assert_eq!(said.as_deref(), Some("close"), "{context}");
+            assert!(next.starts_with("closed"), "{context}: then {next}");
+        } else {
+            assert_eq!(said, None, "{context}");
+            assert_eq!(next, "200", "{context}: the connection is reused");
+        }
+    }
+}
+
 // SIGTERM under load.
 
 /// One request of the load: when it started (since the signal, negative before it) and
