@@ -868,6 +868,74 @@ fn an_answer_says_connection_close_exactly_when_the_connection_ends() {
     }
 }
 
+#[test]
+fn transport_errors_are_answered_at_once_say_close_and_close() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "a request line over 8 KiB",
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000)).into_bytes(),
+            414,
+        ),
+        (
+            "120 header lines",
+            format!(
+                "GET /health HTTP/1.1\r\nHost: x\r\n{}\r\n",
+                "X-A: b\r\n".repeat(120)
+            )
+            .into_bytes(),
+            431,
+        ),
+        (
+            "Content-Length and Transfer-Encoding both",
+            b"POST /api/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
+              Transfer-Encoding: chunked\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
+        (
+            "HTTP/2.0",
+            b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(),
+            505,
+        ),
+        (
+            "an HTTP/2 client's preface",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+            505,
+        ),
+    ];
+    for (context, raw, status) in &cases {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(app.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(raw).unwrap();
+        let mut reader = BufReader::new(stream);
+        let r = try_read_response(&mut reader).unwrap_or_else(|e| panic!("{context}: {e}"));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{context}: answered after {:?}",
+            started.elapsed()
+        );
+        assert_json_error(&r, *status, context);
+        assert_eq!(r.header("Connection"), Some("close"), "{context}");
+        // Closed: end of stream, or a reset where the server left some of the request unread.
+        let mut rest = Vec::new();
+        let ended = reader.read_to_end(&mut rest);
+        assert!(
+            rest.is_empty()
+                && match &ended {
+                    Ok(_) => true,
+                    Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+                },
+            "{context}: after the answer: {ended:?}, {} more bytes",
+            rest.len()
+        );
+    }
+    assert_eq!(app.anonymous().get("/health").status, 200);
+}
+
 // SIGTERM under load.
 
 /// One request of the load: when it started (since the signal, negative before it) and

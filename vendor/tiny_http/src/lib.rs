@@ -360,6 +360,9 @@ impl Server {
                                     .with_header(
                                         Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
                                             .unwrap(),
+                                    )
+                                    .with_header(
+                                        Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap(),
                                     ),
                             )
                             .ok();
