@@ -142,7 +142,10 @@ impl From<postgres::Error> for Error {
     fn from(e: postgres::Error) -> Error {
         use postgres::error::SqlState;
         let unavailable = match e.code() {
-            // No SQLSTATE: the socket, TLS or protocol failed, the server is gone.
+            // A value that does not convert between our types and the statement's: a bug or a
+            // schema that changed under us, not a database that is away.
+            None if e.is_conversion() => false,
+            // No SQLSTATE otherwise: the socket, TLS or protocol failed, the server is gone.
             None => true,
             Some(code) => {
                 code.code().starts_with("08")

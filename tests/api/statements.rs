@@ -1,6 +1,6 @@
 //! `DB_STATEMENT_CACHE=false`: every statement sent unnamed (what the store also falls back
 //! to behind a transaction-mode pooler) gives the same answers as the default prepared
-//! statements, on every route.
+//! statements, on every route; and a value that does not decode is 500, not 503.
 
 use serde_json::json;
 
@@ -48,4 +48,34 @@ fn every_route_answers_the_same_without_the_statement_cache() {
         assert_eq!(alice.delete(&format!("/api/tasks/{id}")).status, 204);
     }
     assert_eq!(alice.get("/api/tasks").json(), json!([]));
+}
+
+/// A value that does not decode (here a column whose type changed under the server) is the
+/// server's problem, 500, not a database that is away (503 with `Retry-After`, which a client
+/// would retry for ever); the database itself stays usable.
+#[test]
+fn a_value_that_does_not_decode_is_500_not_503() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    // Unnamed statements: each request describes its statement afresh, so the changed type
+    // reaches the decoding (a prepared one would fail in PostgreSQL first: SQLSTATE 0A000).
+    let app = TestApp::spawn_with(TestDb::new(&engine), |c| c.statement_cache = false);
+    let alice = app.user("alice");
+    let t = app.create(&alice, r#"{"title": "x"}"#);
+    let path = format!("/api/tasks/{}", t["id"]);
+    app.db
+        .postgres_client()
+        .unwrap()
+        .batch_execute(
+            "alter table tasks alter column completed drop default; \
+             alter table tasks alter column completed type integer using completed::int",
+        )
+        .unwrap();
+    for r in [alice.get(&path), alice.get("/api/tasks")] {
+        assert_eq!(r.status, 500, "{}", r.text());
+        assert_eq!(r.json(), json!({"detail": "internal server error"}));
+        assert_eq!(r.header("Retry-After"), None);
+    }
+    assert_eq!(app.anonymous().get("/health").status, 200);
 }

@@ -429,6 +429,21 @@ impl Error {
         self.0.kind == Kind::Closed
     }
 
+    /// todo-api patch: whether the error is between the client's types and the statement's
+    /// (a value that does not convert to or from its column or parameter, a column or row
+    /// count that is not what the caller expected): the connection and the server are fine.
+    pub fn is_conversion(&self) -> bool {
+        matches!(
+            self.0.kind,
+            Kind::ToSql(_)
+                | Kind::FromSql(_)
+                | Kind::Column(_)
+                | Kind::ColumnCount
+                | Kind::Parameters(_, _)
+                | Kind::RowCount
+        )
+    }
+
     /// Returns the SQLSTATE error code associated with the error.
     ///
     /// This is a convenience method that downcasts the cause to a `DbError` and returns its code.
