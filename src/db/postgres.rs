@@ -58,6 +58,11 @@ impl PgConn {
     /// runs (26000), and it cannot find another process's statement of the same name
     /// (vendor/tokio-postgres/PATCHES.md): the statement is then sent unnamed, and the
     /// whole pool stops preparing for good.
+    ///
+    /// A table changed under a prepared statement so that its result would differ (a column's
+    /// type, by a migration while the server runs) makes PostgreSQL refuse that statement
+    /// before running it, "cached plan must not change result type" (0A000), and keep
+    /// refusing it: it is prepared afresh once.
     fn query(
         &mut self,
         sql: &str,
@@ -68,15 +73,16 @@ impl PgConn {
         }
         let statement = match self.statements.get(sql) {
             Some(s) => s.clone(),
-            None => {
-                let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
-                let s = self.client.prepare_typed(sql, &types)?;
-                self.statements.insert(sql.to_string(), s.clone());
-                s
-            }
+            None => self.prepare(sql, params)?,
         };
         let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
         match self.client.query(&statement, &values) {
+            Err(e) if is(&e, &SqlState::FEATURE_NOT_SUPPORTED) => {
+                let why = e.as_db_error().map_or("?", |db| db.message());
+                log::info!("a prepared statement was refused ({why}): preparing it again");
+                let statement = self.prepare(sql, params)?;
+                self.client.query(&statement, &values)
+            }
             Err(e) if is(&e, &SqlState::INVALID_SQL_STATEMENT_NAME) => {
                 if self.cache.swap(false, Ordering::Relaxed) {
                     log::warn!(
@@ -89,6 +95,18 @@ impl PgConn {
             }
             other => other,
         }
+    }
+
+    /// Prepares `sql` for `params`' types and keeps it, in place of any statement before.
+    fn prepare(
+        &mut self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Statement, postgres::Error> {
+        let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+        let statement = self.client.prepare_typed(sql, &types)?;
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
     }
 }
 

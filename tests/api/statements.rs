@@ -1,6 +1,7 @@
 //! `DB_STATEMENT_CACHE=false`: every statement sent unnamed (what the store also falls back
 //! to behind a transaction-mode pooler) gives the same answers as the default prepared
-//! statements, on every route; and a value that does not decode is 500, not 503.
+//! statements, on every route; a value that does not decode is 500, not 503; and a
+//! prepared statement whose table changed under it is prepared again.
 
 use serde_json::json;
 
@@ -78,4 +79,39 @@ fn a_value_that_does_not_decode_is_500_not_503() {
         assert_eq!(r.header("Retry-After"), None);
     }
     assert_eq!(app.anonymous().get("/health").status, 200);
+}
+
+/// A migration that changes a column's type while the server runs: PostgreSQL refuses the
+/// statements prepared before it ("cached plan must not change result type", 0A000) on every
+/// pooled connection, until each is prepared again. The server does that at once.
+#[test]
+fn prepared_statements_survive_a_column_type_change() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    let app = TestApp::spawn_with(TestDb::new(&engine), |c| {
+        c.workers = 1;
+        c.pool_size = 1;
+    });
+    let alice = app.user("alice");
+    let t = app.create(&alice, r#"{"title": "before"}"#);
+    let path = format!("/api/tasks/{}", t["id"]);
+    // Prepared on the pool's one connection.
+    assert_eq!(alice.get("/api/tasks").status, 200);
+    assert_eq!(alice.get(&path).status, 200);
+    app.db
+        .postgres_client()
+        .unwrap()
+        .batch_execute("alter table tasks alter column title type varchar(300)")
+        .unwrap();
+    for _ in 0..2 {
+        let r = alice.get("/api/tasks");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()[0]["title"], "before");
+        assert_eq!(alice.get(&path).json()["title"], "before");
+        let r = alice.put(&path, r#"{"title": "after"}"#);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(alice.get(&path).json()["title"], "after");
+        assert_eq!(alice.put(&path, r#"{"title": "before"}"#).status, 200);
+    }
 }
