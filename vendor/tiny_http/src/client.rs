@@ -418,7 +418,6 @@ impl Iterator for ClientConnection {
                 Ok(rq) => rq,
             };
 
-            // checking HTTP version
             // updating the status of the connection
             let connection_header = rq
                 .headers()
