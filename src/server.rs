@@ -292,7 +292,6 @@ fn handle(shared: &Shared, mut rq: tiny_http::Request) {
     let started = Instant::now();
     let request_id = shared.ids.for_request(header(&rq, "X-Request-Id"));
     let origin = header(&rq, "Origin").map(str::to_string);
-    let closes = last_on_connection(&rq);
     let method = rq.method().as_str().to_ascii_uppercase();
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
@@ -341,7 +340,7 @@ fn handle(shared: &Shared, mut rq: tiny_http::Request) {
     // The connection ends after this answer: say so (RFC 9112, 9.6), so that a client that
     // keeps connections for reuse (wrk does, whatever it sent) opens a new one instead of
     // sending its next request down this one. A 413's body was left unread, which closes it.
-    if closes || reply.status == 413 || shared.draining.load(Ordering::SeqCst) {
+    if rq.is_last_on_connection() || reply.status == 413 || shared.draining.load(Ordering::SeqCst) {
         reply.header("Connection", "close");
     }
     let status = reply.status;
@@ -357,18 +356,6 @@ fn handle(shared: &Shared, mut rq: tiny_http::Request) {
         tenths / 10,
         tenths % 10
     );
-}
-
-/// Whether tiny_http ends the connection after this request (`ClientConnection::next`,
-/// vendor/tiny_http/src/client.rs): the client asked for `close` (or an upgrade, which this
-/// server does not do), or spoke HTTP/1.0 without asking for keep-alive.
-fn last_on_connection(rq: &tiny_http::Request) -> bool {
-    let http_1_0 = *rq.http_version() == tiny_http::HTTPVersion(1, 0);
-    match header(rq, "Connection").map(str::to_ascii_lowercase) {
-        Some(v) if v.contains("close") || v.contains("upgrade") => true,
-        Some(v) => http_1_0 && !v.contains("keep-alive"),
-        None => http_1_0,
-    }
 }
 
 /// `text` for a log line: control characters (an escape sequence a client put in its request

@@ -351,7 +351,7 @@ impl Iterator for ClientConnection {
                 }
             }
 
-            let rq = match self.read() {
+            let mut rq = match self.read() {
                 Err(ReadError::Idle) => return None,
 
                 Err(ReadError::RequestLineTooLong) => {
@@ -438,6 +438,7 @@ impl Iterator for ClientConnection {
                 None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
                 _ => (),
             };
+            rq.last_on_connection = self.no_more_requests;
 
             // returning the request; `Server::recv` takes it out of the pending count
             self.counted = false;

@@ -75,6 +75,9 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // todo-api patch: the connection ends after this request (`ClientConnection::next`).
+    pub(crate) last_on_connection: bool,
 }
 
 struct NotifyOnDrop<R> {
@@ -333,6 +336,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        last_on_connection: false,
     }, body_done))
 }
 
@@ -365,6 +369,14 @@ impl Request {
     #[inline]
     pub fn http_version(&self) -> &HTTPVersion {
         &self.http_version
+    }
+
+    /// todo-api patch: whether the connection ends after this request, as the client asked
+    /// (`Connection: close` or an upgrade, or HTTP/1.0 without `keep-alive`). Its answer
+    /// should then say `Connection: close`.
+    #[inline]
+    pub fn is_last_on_connection(&self) -> bool {
+        self.last_on_connection
     }
 
     /// Returns the length of the body in bytes.
