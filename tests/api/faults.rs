@@ -797,7 +797,7 @@ fn after_answer(reader: &mut BufReader<TcpStream>) -> String {
 }
 
 #[test]
-fn an_answer_says_connection_close_exactly_when_the_connection_ends() {
+fn an_answer_says_connection_close_when_its_connection_ends() {
     let app = TestApp::spawn(Engine::Sqlite);
     let bearer = format!("Authorization: Bearer {}\r\n", token("alice"));
     // API.md, Errors: bodies up to 65,536 bytes; one byte more is declared and never sent.

@@ -4,15 +4,31 @@
 //! prepared statement whose table changed under it is prepared again.
 
 use serde_json::json;
+use todo_api::Config;
 
 use crate::helpers::*;
 
+/// A server on a scratch PostgreSQL database, its configuration adjusted by `tweak`; None
+/// when the tests run without PostgreSQL.
+fn postgres_app(tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let engine = Engine::postgres()?;
+    Some(TestApp::spawn_with(TestDb::new(&engine), tweak))
+}
+
+/// Changes the schema under the running server, on a connection of the test's own.
+fn alter_under_the_server(app: &TestApp, sql: &str) {
+    app.db
+        .postgres_client()
+        .unwrap()
+        .batch_execute(sql)
+        .unwrap();
+}
+
 #[test]
 fn every_route_answers_the_same_without_the_statement_cache() {
-    let Some(engine) = Engine::postgres() else {
+    let Some(app) = postgres_app(|c| c.statement_cache = false) else {
         return;
     };
-    let app = TestApp::spawn_with(TestDb::new(&engine), |c| c.statement_cache = false);
     let alice = app.user("alice");
     let bob = app.user("bob");
     let mut ids = Vec::new();
@@ -56,23 +72,19 @@ fn every_route_answers_the_same_without_the_statement_cache() {
 /// would retry for ever); the database itself stays usable.
 #[test]
 fn a_value_that_does_not_decode_is_500_not_503() {
-    let Some(engine) = Engine::postgres() else {
-        return;
-    };
     // Unnamed statements: each request describes its statement afresh, so the changed type
     // reaches the decoding (a prepared one would fail in PostgreSQL first: SQLSTATE 0A000).
-    let app = TestApp::spawn_with(TestDb::new(&engine), |c| c.statement_cache = false);
+    let Some(app) = postgres_app(|c| c.statement_cache = false) else {
+        return;
+    };
     let alice = app.user("alice");
     let t = app.create(&alice, r#"{"title": "x"}"#);
     let path = format!("/api/tasks/{}", t["id"]);
-    app.db
-        .postgres_client()
-        .unwrap()
-        .batch_execute(
-            "alter table tasks alter column completed drop default; \
-             alter table tasks alter column completed type integer using completed::int",
-        )
-        .unwrap();
+    alter_under_the_server(
+        &app,
+        "alter table tasks alter column completed drop default; \
+         alter table tasks alter column completed type integer using completed::int",
+    );
     for r in [alice.get(&path), alice.get("/api/tasks")] {
         assert_eq!(r.status, 500, "{}", r.text());
         assert_eq!(r.json(), json!({"detail": "internal server error"}));
@@ -86,24 +98,22 @@ fn a_value_that_does_not_decode_is_500_not_503() {
 /// pooled connection, until each is prepared again. The server does that at once.
 #[test]
 fn prepared_statements_survive_a_column_type_change() {
-    let Some(engine) = Engine::postgres() else {
-        return;
-    };
-    let app = TestApp::spawn_with(TestDb::new(&engine), |c| {
+    let Some(app) = postgres_app(|c| {
         c.workers = 1;
         c.pool_size = 1;
-    });
+    }) else {
+        return;
+    };
     let alice = app.user("alice");
     let t = app.create(&alice, r#"{"title": "before"}"#);
     let path = format!("/api/tasks/{}", t["id"]);
     // Prepared on the pool's one connection.
     assert_eq!(alice.get("/api/tasks").status, 200);
     assert_eq!(alice.get(&path).status, 200);
-    app.db
-        .postgres_client()
-        .unwrap()
-        .batch_execute("alter table tasks alter column title type varchar(300)")
-        .unwrap();
+    alter_under_the_server(
+        &app,
+        "alter table tasks alter column title type varchar(300)",
+    );
     for _ in 0..2 {
         let r = alice.get("/api/tasks");
         assert_eq!(r.status, 200, "{}", r.text());
