@@ -14,13 +14,14 @@ use crate::http::{Reply, Request};
 use crate::tasks;
 
 /// Every route: its path pattern (`{task_id}` matches one segment) and its methods, in
-/// the form the `Allow` header takes.
+/// the form the `Allow` header takes. Every `GET` route answers `HEAD` too (RFC 9110 §9.3.2:
+/// the same status and headers, no body), which the OpenAPI document leaves implied.
 pub const ROUTES: &[(&str, &str)] = &[
-    ("/health", "GET"),
-    ("/openapi.json", "GET"),
-    ("/docs", "GET"),
-    ("/api/tasks", "GET, POST"),
-    ("/api/tasks/{task_id}", "GET, PUT, PATCH, DELETE"),
+    ("/health", "GET, HEAD"),
+    ("/openapi.json", "GET, HEAD"),
+    ("/docs", "GET, HEAD"),
+    ("/api/tasks", "GET, HEAD, POST"),
+    ("/api/tasks/{task_id}", "GET, HEAD, PUT, PATCH, DELETE"),
     ("/api/tasks/{task_id}/complete", "PATCH"),
 ];
 
@@ -53,7 +54,12 @@ pub fn route(ctx: &Ctx, req: &Request) -> Result<Reply> {
     };
     let (pattern, allow, id) = resolve(path).ok_or(Error::NotFound("Not found."))?;
     let id = id.as_deref().unwrap_or_default();
-    match (pattern, req.method, &user) {
+    // tiny_http leaves out the body of an answer to HEAD and keeps its Content-Length.
+    let method = match req.method {
+        "HEAD" => "GET",
+        method => method,
+    };
+    match (pattern, method, &user) {
         ("/health", "GET", _) => Ok(health(ctx)),
         ("/openapi.json", "GET", _) => Ok(Reply::json(200, OPENAPI_JSON.as_bytes().to_vec())),
         ("/docs", "GET", _) => Ok(docs()),
@@ -207,7 +213,7 @@ mod tests {
     fn resolves_patterns_and_captures_the_id() {
         assert_eq!(
             resolve("/api/tasks"),
-            Some(("/api/tasks", "GET, POST", None))
+            Some(("/api/tasks", "GET, HEAD, POST", None))
         );
         let (pattern, _, id) = resolve("/api/tasks/a%20b/complete").unwrap();
         assert_eq!(

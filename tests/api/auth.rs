@@ -267,10 +267,10 @@ dbtest!(authentication_comes_before_routing, |app| {
     assert_eq!(alice.get("/api/nope").status, 404);
     let r = alice.send("DELETE", "/api/tasks", None, &[]);
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("Allow"), Some("GET, POST"));
+    assert_eq!(r.header("Allow"), Some("GET, HEAD, POST"));
     let r = alice.send("BREW", "/api/tasks/1", None, &[]);
     assert_eq!(r.status, 405, "unknown methods are 405, never 501");
-    assert_eq!(r.header("Allow"), Some("GET, PUT, PATCH, DELETE"));
+    assert_eq!(r.header("Allow"), Some("GET, HEAD, PUT, PATCH, DELETE"));
     let r = alice.send("GET", "/api/tasks/1/complete", None, &[]);
     assert_eq!((r.status, r.header("Allow")), (405, Some("PATCH")));
 });

@@ -371,18 +371,35 @@ pub fn request_bytes(
     raw
 }
 
-/// Writes raw bytes and reads one response.
+/// Writes raw bytes and reads one response (without a body if the request is a HEAD).
 pub fn raw_request(addr: SocketAddr, raw: &[u8]) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     stream.write_all(raw).expect("write request");
-    read_response(&mut BufReader::new(stream))
+    let mut reader = BufReader::new(stream);
+    if raw.starts_with(b"HEAD ") {
+        read_head_response(&mut reader)
+    } else {
+        read_response(&mut reader)
+    }
 }
 
 /// Reads one response (status line, headers, Content-Length body) from a stream.
 pub fn read_response(reader: &mut impl BufRead) -> Response {
+    let mut response = read_head_response(reader);
+    let len: usize = response
+        .header("Content-Length")
+        .map_or(0, |v| v.parse().unwrap());
+    response.body = vec![0; len];
+    reader.read_exact(&mut response.body).expect("body");
+    response
+}
+
+/// Reads the status line and headers of one response, and no body: an answer to HEAD, which
+/// has none whatever its `Content-Length` says.
+pub fn read_head_response(reader: &mut impl BufRead) -> Response {
     let mut line = String::new();
     reader.read_line(&mut line).expect("status line");
     let status: u16 = line
@@ -401,16 +418,10 @@ pub fn read_response(reader: &mut impl BufRead) -> Response {
         let (name, value) = line.split_once(':').expect("header has a colon");
         headers.push((name.trim().to_string(), value.trim().to_string()));
     }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).expect("body");
     Response {
         status,
         headers,
-        body,
+        body: Vec::new(),
     }
 }
 

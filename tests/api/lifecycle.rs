@@ -15,7 +15,7 @@ dbtest!(health_reports_the_database, |app| {
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), json!({"status": "ok", "database": "ok"}));
     let r = app.anonymous().send("POST", "/health", Some(b"{}"), &[]);
-    assert_eq!((r.status, r.header("Allow")), (405, Some("GET")));
+    assert_eq!((r.status, r.header("Allow")), (405, Some("GET, HEAD")));
 });
 
 dbtest!(unknown_routes_are_json_404s, |app| {
