@@ -72,11 +72,7 @@ pub const DEFAULT_BETTER_AUTH_URL: &str = "http://localhost:3000";
 impl Config {
     /// Reads the process environment, falling back to `./.env` for unset variables.
     pub fn from_env() -> Result<Config, String> {
-        let dotenv = match std::fs::read_to_string(".env") {
-            Ok(text) => parse_dotenv(&text),
-            Err(_) => HashMap::new(),
-        };
-        Config::from_lookup(|key| std::env::var(key).ok().or_else(|| dotenv.get(key).cloned()))
+        Config::from_lookup(env_or_dotenv())
     }
 
     /// Builds the configuration from any key lookup; empty values count as unset.
@@ -89,7 +85,7 @@ impl Config {
 
         let database = match get("DATABASE_URL") {
             None => Database::Sqlite("todo.db".into()),
-            Some(url) => parse_database_url(&url)?,
+            Some(url) => parse_database_url(&url, get("PGSSLROOTCERT"))?,
         };
         let (secret, secret_is_generated) = match get("BETTER_AUTH_SECRET") {
             // jwt-simple refuses HMAC keys under 12 bytes; Better Auth asks for 32.
@@ -175,9 +171,19 @@ fn parse_number<T: std::str::FromStr>(
     }
 }
 
-fn parse_database_url(url: &str) -> Result<Database, String> {
+/// `PGSSLROOTCERT`, like libpq's, names a CA file for PostgreSQL when the URL names none; it
+/// goes into the URL as `sslrootcert=`, the one place the connection reads it from.
+fn parse_database_url(url: &str, root_cert: Option<String>) -> Result<Database, String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Database::Postgres(url.to_string()))
+        let query = url.split_once('?').map_or("", |(_, q)| q);
+        let names_one = query.split('&').any(|p| p.starts_with("sslrootcert="));
+        Ok(Database::Postgres(match root_cert {
+            Some(path) if !names_one => {
+                let joint = if query.is_empty() { '?' } else { '&' };
+                format!("{url}{joint}sslrootcert={}", percent_encode(&path))
+            }
+            _ => url.to_string(),
+        }))
     } else if let Some(path) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -203,6 +209,28 @@ pub fn origin_of(url: &str) -> Option<String> {
 }
 
 /// Parses `KEY=VALUE` lines; `#` comments, `export ` prefixes and matching quotes allowed.
+/// The process environment, falling back to `./.env` (read now, once) for unset variables.
+pub fn env_or_dotenv() -> impl Fn(&str) -> Option<String> {
+    let dotenv = match std::fs::read_to_string(".env") {
+        Ok(text) => parse_dotenv(&text),
+        Err(_) => HashMap::new(),
+    };
+    move |key| std::env::var(key).ok().or_else(|| dotenv.get(key).cloned())
+}
+
+/// Every byte but `A-Z a-z 0-9 - . _ ~ /` as `%XX`, for a value in a URL's query.
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter_map(|line| {
@@ -278,6 +306,27 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!((c.workers, c.pool_size), (3, 2));
         assert!(!c.statement_cache);
+    }
+
+    #[test]
+    fn pgsslrootcert_names_the_ca_when_the_url_does_not() {
+        let database = |url: &str| {
+            config(&[("DATABASE_URL", url), ("PGSSLROOTCERT", "/etc/my ca&1.pem")])
+                .unwrap()
+                .database
+        };
+        let pg = |url: &str| Database::Postgres(url.into());
+        assert_eq!(
+            database("postgres://h/db"),
+            pg("postgres://h/db?sslrootcert=/etc/my%20ca%261.pem")
+        );
+        assert_eq!(
+            database("postgres://h/db?sslmode=require"),
+            pg("postgres://h/db?sslmode=require&sslrootcert=/etc/my%20ca%261.pem")
+        );
+        let own = "postgres://h/db?sslmode=require&sslrootcert=/own.pem";
+        assert_eq!(database(own), pg(own), "the URL's own comes first");
+        assert_eq!(database("sqlite:t.db"), Database::Sqlite("t.db".into()));
     }
 
     #[test]

@@ -40,8 +40,11 @@ fn main() -> ExitCode {
 }
 
 fn serve() -> ExitCode {
-    let mut logger =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    // `RUST_LOG` too may come from `.env`, so the logger is built from the same lookup.
+    let lookup = todo_api::config::env_or_dotenv();
+    let mut logger = env_logger::Builder::new();
+    let filter = lookup("RUST_LOG").filter(|f| !f.trim().is_empty());
+    logger.parse_filters(filter.as_deref().unwrap_or("info"));
     logger.format(todo_api::logsink::format);
     match todo_api::logsink::start(std::io::stderr()) {
         Ok(sink) => {
@@ -51,13 +54,13 @@ fn serve() -> ExitCode {
         Err(e) => eprintln!("todo-api: no log writer thread ({e}); writing the log directly"),
     }
     logger.init();
-    let code = run();
+    let code = run(Config::from_lookup(lookup));
     todo_api::logsink::flush();
     code
 }
 
-fn run() -> ExitCode {
-    let config = match Config::from_env() {
+fn run(config: Result<Config, String>) -> ExitCode {
+    let config = match config {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };

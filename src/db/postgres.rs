@@ -468,13 +468,11 @@ impl<'a> FromSql<'a> for Micros {
 /// The driver knows `sslmode` disable/prefer/require only, and no `sslrootcert`. We take
 /// libpq's spellings and are stricter than libpq: whenever TLS is asked for, the server's
 /// certificate chain and host name are verified, against the system roots plus the CA in
-/// `sslrootcert=` (or `PGSSLROOTCERT`). Without any `sslmode`, the connection is plain TCP,
-/// as for a local database.
+/// `sslrootcert=` (where config.rs puts `PGSSLROOTCERT`). Without any `sslmode`, the
+/// connection is plain TCP, as for a local database.
 fn connect_options(url: &str) -> Result<(postgres::Config, Option<MakeTlsConnector>), String> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut root_cert = std::env::var("PGSSLROOTCERT")
-        .ok()
-        .filter(|p| !p.is_empty());
+    let mut root_cert = None;
     let mut ssl_requested = false;
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -580,5 +578,10 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("/nonexistent.pem"), "{err}");
+        // As config.rs writes PGSSLROOTCERT into the URL.
+        let err = connect_options("postgres://h/db?sslrootcert=/no%20such%261.pem")
+            .err()
+            .unwrap();
+        assert!(err.contains("/no such&1.pem"), "{err}");
     }
 }

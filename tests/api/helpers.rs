@@ -437,12 +437,18 @@ impl Process {
     /// Starts the binary with only these variables (and PATH), on a free port, and waits
     /// for its `listening on` line.
     pub fn start(env: &[(&str, &str)]) -> Process {
+        let defaults = [("PORT", "0"), ("RUST_LOG", "info")];
+        Process::start_in(".", &[&defaults[..], env].concat())
+    }
+
+    /// Starts the binary in `dir` with only these variables and PATH (so that `dir/.env`
+    /// gives the rest), and waits for its `listening on` line.
+    pub fn start_in(dir: &str, env: &[(&str, &str)]) -> Process {
         use std::process::{Command, Stdio};
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_todo-api"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PORT", "0")
-            .env("RUST_LOG", "info")
+            .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -492,6 +498,11 @@ impl Process {
     /// The log lines so far that were not read before.
     pub fn logged(&self) -> Vec<String> {
         self.log.try_iter().collect()
+    }
+
+    /// Every log line not read before, up to the end of the log (the process has exited).
+    pub fn logged_to_the_end(&self) -> Vec<String> {
+        self.log.iter().collect()
     }
 }
 

@@ -365,6 +365,40 @@ fn bad_configuration_fails_fast_with_a_reason() {
     }
 }
 
+#[test]
+fn a_dotenv_file_configures_the_server_and_its_log() {
+    let dir = tempdir::TempDir::new("todo-dotenv");
+    let db = dir.path("tasks.db");
+    std::fs::write(
+        dir.path(".env"),
+        format!(
+            "# as .env.example has it\nPORT=0\nDATABASE_URL=sqlite:{db}\n\
+             BETTER_AUTH_SECRET=\"{SECRET}\"\nRUST_LOG=info,todo_api::server=warn\n"
+        ),
+    )
+    .unwrap();
+    // The access log's lines (target todo_api::server) are silenced by `.env`'s RUST_LOG,
+    // and come back when the environment's own RUST_LOG overrides it.
+    for (env, access_logged) in [(&[][..], false), (&[("RUST_LOG", "info")][..], true)] {
+        let mut p = Process::start_in(&dir.path(""), env);
+        let alice = Client {
+            addr: p.addr,
+            token: Some(token("alice")),
+        };
+        assert_eq!(alice.get("/api/tasks/").status, 200, "the secret from .env");
+        p.signal("TERM");
+        assert!(p.wait(Duration::from_secs(15)).is_some(), "{env:?}: stops");
+        let log = p.logged_to_the_end();
+        assert!(
+            log.iter().any(|l| l.contains("stopped")),
+            "{env:?}: {log:?}"
+        );
+        let access = log.iter().any(|l| l.contains("GET /api/tasks/ 200"));
+        assert_eq!(access, access_logged, "{env:?}: {log:?}");
+    }
+    assert!(std::path::Path::new(&db).exists(), "DATABASE_URL from .env");
+}
+
 /// The server's certificate, read from PostgreSQL itself, so the test trusts exactly it.
 fn server_certificate(admin: &str) -> String {
     let mut db = postgres::Client::connect(admin, postgres::NoTls).unwrap();
