@@ -713,6 +713,21 @@ fn body_framing_that_is_ambiguous_or_broken_is_400() {
             ),
         ),
         (
+            "Content-Length with a byte outside ASCII",
+            format!(
+                "{}Content-Length: {}\u{e9}\r\n\r\n{body}",
+                post_head(""),
+                body.len()
+            ),
+        ),
+        (
+            "Transfer-Encoding with a byte outside ASCII",
+            format!(
+                "{}Transfer-Encoding: chunked\u{e9}\r\n\r\n{chunked}",
+                post_head("")
+            ),
+        ),
+        (
             "a chunk size that is not hex",
             format!(
                 "{}Transfer-Encoding: chunked\r\n\r\nzz\r\n{body}\r\n0\r\n\r\n",
@@ -903,6 +918,16 @@ fn transport_errors_are_answered_at_once_say_close_and_close() {
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
             505,
         ),
+        (
+            "an expectation other than 100-continue",
+            b"GET /health HTTP/1.1\r\nHost: x\r\nExpect: coffee\r\n\r\n".to_vec(),
+            417,
+        ),
+        (
+            "a request line with a byte outside ASCII",
+            b"GET /h\xc3\xa9alth HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            400,
+        ),
     ];
     for (context, raw, status) in &cases {
         let started = Instant::now();
@@ -943,6 +968,64 @@ fn transport_errors_are_answered_at_once_say_close_and_close() {
 struct Sent {
     at_ms: i64,
     result: io::Result<Response>,
+}
+
+/// A proxy may add a header whose value is UTF-8 or Latin-1 (RFC 9110 §5.5 obs-text): such
+/// requests are served (they were answered with nothing at all), and a value the server
+/// reads that holds such bytes is refused as invalid, never half-read.
+#[test]
+fn header_values_outside_ascii_are_served() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let alice = app.user("alice");
+    app.create(&alice, r#"{"title": "from São Paulo"}"#);
+    let token = alice.token.clone().unwrap();
+    let mut stream = TcpStream::connect(app.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    // One keep-alive connection throughout: each answer must leave it in step.
+    for (context, extra, status) in [
+        ("UTF-8", &b"X-City: S\xc3\xa3o Paulo\r\n"[..], 200),
+        ("Latin-1", b"X-City: S\xe3o Paulo\r\n", 200),
+        (
+            "in a request id",
+            b"X-Request-Id: \xc3\xbcn\xc3\xaf\r\n",
+            200,
+        ),
+        ("in the name", b"X-\xc3\x87ity: a\r\n", 200),
+        ("in the token", b"Authorization: Bearer \xc3\xa9\r\n", 401),
+    ] {
+        let auth = if status == 200 {
+            format!("Authorization: Bearer {token}\r\n")
+        } else {
+            String::new()
+        };
+        let mut raw = format!("GET /api/tasks HTTP/1.1\r\nHost: x\r\n{auth}").into_bytes();
+        raw.extend_from_slice(extra);
+        raw.extend_from_slice(b"\r\n");
+        stream.write_all(&raw).unwrap();
+        let r = try_read_response(&mut reader).unwrap_or_else(|e| panic!("{context}: {e}"));
+        assert_eq!(r.status, status, "{context}: {}", r.text());
+        if status == 200 {
+            assert_eq!(r.json()[0]["title"], "from São Paulo", "{context}");
+        } else {
+            assert_json_error(&r, 401, context);
+            let challenge = r.header("WWW-Authenticate").unwrap_or_default();
+            assert!(
+                challenge.contains("invalid_token"),
+                "{context}: {challenge}"
+            );
+        }
+        let id = r.header("X-Request-Id").unwrap();
+        assert!(
+            !id.is_empty()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+            "{context}: a fresh id, not the one sent: {id:?}"
+        );
+    }
 }
 
 #[test]

@@ -64,6 +64,8 @@ enum LineError {
     Deadline,
     /// The socket timed out before the request's first byte: an idle keep-alive connection.
     Idle,
+    /// todo-api patch: a request line with a byte outside ASCII.
+    NotAscii,
 }
 
 /// Error that can happen when reading a request.
@@ -92,12 +94,13 @@ impl From<LineError> for ReadError {
                 "request headers took too long",
             )),
             LineError::Idle => ReadError::Idle,
+            LineError::NotAscii => ReadError::WrongRequestLine,
         }
     }
 }
 
 /// todo-api patch: a JSON error response for what is refused before a worker sees it.
-fn early_response(status: u16, detail: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+pub(crate) fn early_response(status: u16, detail: &str) -> Response<std::io::Cursor<Vec<u8>>> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let id = format!("conn-{}", NEXT.fetch_add(1, Ordering::Relaxed));
@@ -152,10 +155,16 @@ impl ClientConnection {
     /// header deadline starts at the request's first byte; the line goes into one buffer
     /// kept for the connection, found a `\n` at a time (a byte at a time, with a fresh
     /// buffer per line, was ~1,000 instructions a line).
+    ///
+    /// todo-api patch: a request line must be ASCII; in a header line each byte outside it
+    /// (obs-text, RFC 9110 §5.5, such as a proxy's UTF-8 city name) is read as `?`: no
+    /// header the server reads may hold one, and an unreadable value is refused where it
+    /// matters (Content-Length, Transfer-Encoding) rather than dropped.
     fn read_next_line(
         &mut self,
         max: usize,
         deadline: &mut Option<std::time::Instant>,
+        header: bool,
     ) -> Result<&str, LineError> {
         use std::io::BufRead;
         self.line.clear();
@@ -211,10 +220,12 @@ impl ClientConnection {
                     return Err(LineError::TooLong);
                 }
                 if !self.line.is_ascii() {
-                    return Err(LineError::Io(IoError::new(
-                        ErrorKind::InvalidInput,
-                        "Header is not in ASCII",
-                    )));
+                    if !header {
+                        return Err(LineError::NotAscii);
+                    }
+                    for b in self.line.iter_mut().filter(|b| !b.is_ascii()) {
+                        *b = b'?';
+                    }
                 }
                 return Ok(std::str::from_utf8(&self.line).expect("ASCII is UTF-8"));
             }
@@ -249,7 +260,7 @@ impl ClientConnection {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line(MAX_REQUEST_LINE, &mut deadline)?;
+                let line = self.read_next_line(MAX_REQUEST_LINE, &mut deadline, false)?;
 
                 parse_request_line(line.trim())?
             };
@@ -260,7 +271,7 @@ impl ClientConnection {
                 let mut total = 0;
                 loop {
                     let line = self
-                        .read_next_line(MAX_HEADER_BYTES, &mut deadline)
+                        .read_next_line(MAX_HEADER_BYTES, &mut deadline, true)
                         .map_err(|e| match e {
                             LineError::TooLong => ReadError::HeadersTooLarge(version.clone()),
                             other => other.into(),
@@ -400,8 +411,9 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::ExpectationFailed(ver)) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417)).with_header(closing());
-                    response.raw_print(writer, ver, &[], true, None).ok();
+                    early_response(417, "The only expectation supported is 100-continue.")
+                        .raw_print(writer, ver, &[], false, None)
+                        .ok();
                     return None; // TODO: should be recoverable, but needs handling in case of body
                 }
 

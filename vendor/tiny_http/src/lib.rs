@@ -353,19 +353,8 @@ impl Server {
                         // rather than start yet another connection thread.
                         log::warn!("connection refused: {MAX_CONNECTIONS} already open");
                         for rq in client.take(1) {
-                            let detail = r#"{"detail":"Too many connections; try again shortly."}"#;
-                            rq.respond(
-                                Response::from_string(detail)
-                                    .with_status_code(503)
-                                    .with_header(
-                                        Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
-                                            .unwrap(),
-                                    )
-                                    .with_header(
-                                        Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap(),
-                                    ),
-                            )
-                            .ok();
+                            let detail = "Too many connections; try again shortly.";
+                            rq.respond(client::early_response(503, detail)).ok();
                         }
                     }
                     Ok(client) => {
