@@ -2,7 +2,7 @@
 //! validated then: nothing reads the environment later. Tests build `Config` directly.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 /// Where the tasks live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,11 +116,8 @@ impl Config {
                 .collect(),
         };
 
-        let host: IpAddr = get("HOST")
-            .unwrap_or_else(|| "127.0.0.1".into())
-            .parse()
-            .map_err(|_| "HOST must be an IP address, such as 127.0.0.1 or 0.0.0.0".to_string())?;
         let port: u16 = parse_number("PORT", get("PORT"), 8000)?;
+        let listen = listen_address(&get("HOST").unwrap_or_else(|| "127.0.0.1".into()), port)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         // Handlers spend most of their time waiting on the database, so a few threads per
         // core keep the cores busy; bench/README.md has the measurements behind the factor.
@@ -141,7 +138,7 @@ impl Config {
             audience: get("JWT_AUDIENCE"),
             jwks_refetch: crate::jwks::REFETCH_INTERVAL,
             cors_origins,
-            listen: SocketAddr::new(host, port),
+            listen,
             workers,
             pool_size,
             statement_cache: parse_bool("DB_STATEMENT_CACHE", get("DB_STATEMENT_CACHE"), true)?,
@@ -169,6 +166,22 @@ fn parse_number<T: std::str::FromStr>(
             .parse()
             .map_err(|_| format!("{name} must be a whole number, not {v:?}")),
     }
+}
+
+/// `HOST`: an IP address, or a name such as `localhost` (as uvicorn takes), resolved once
+/// here to its first address.
+fn listen_address(host: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let bad = || {
+        format!("HOST={host} is neither an IP address (such as 127.0.0.1 or 0.0.0.0) nor a name that resolves")
+    };
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|_| bad())?
+        .next()
+        .ok_or_else(bad)
 }
 
 /// `PGSSLROOTCERT`, like libpq's, names a CA file for PostgreSQL when the URL names none; it
@@ -306,6 +319,17 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!((c.workers, c.pool_size), (3, 2));
         assert!(!c.statement_cache);
+    }
+
+    #[test]
+    fn host_may_be_a_name() {
+        let listen = |host: &str| config(&[("HOST", host), ("PORT", "9000")]).map(|c| c.listen);
+        let local = listen("localhost").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 9000, "{local}");
+        assert_eq!(listen("::1").unwrap(), "[::1]:9000".parse().unwrap());
+        assert_eq!(listen("0.0.0.0").unwrap(), "0.0.0.0:9000".parse().unwrap());
+        let err = listen("no-such-host.invalid").unwrap_err();
+        assert!(err.contains("HOST=no-such-host.invalid"), "{err}");
     }
 
     #[test]
