@@ -221,7 +221,6 @@ pub fn origin_of(url: &str) -> Option<String> {
     (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
 }
 
-/// Parses `KEY=VALUE` lines; `#` comments, `export ` prefixes and matching quotes allowed.
 /// The process environment, falling back to `./.env` (read now, once) for unset variables.
 pub fn env_or_dotenv() -> impl Fn(&str) -> Option<String> {
     let dotenv = match std::fs::read_to_string(".env") {
@@ -244,6 +243,7 @@ fn percent_encode(value: &str) -> String {
         .collect()
 }
 
+/// Parses `KEY=VALUE` lines; `#` comments, `export ` prefixes and matching quotes allowed.
 pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter_map(|line| {
