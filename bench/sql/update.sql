@@ -5,4 +5,4 @@
 \set k random(0, :nusers - 1)
 \set uid :ubase + :k
 \set id :idbase + :k * :ntasks + random(0, :ntasks - 1)
-update tasks set title = 'Updated by bench', description = 'mixed load update', updated_at = now() where id = :id and user_id = :uid returning id, title, description, completed, due_date, created_at, updated_at;
+update tasks set title = 'Updated by bench', description = 'mixed load update', updated_at = clock_timestamp() where id = :id and user_id = :uid returning id, title, description, completed, due_date, created_at, updated_at;

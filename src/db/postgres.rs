@@ -333,7 +333,7 @@ impl Store for PgStore {
              description = case when $4 then $5 else description end, \
              completed = coalesce($6, completed), \
              due_date = case when $7 then $8 else due_date end, \
-             updated_at = now() \
+             updated_at = clock_timestamp() \
              where id = $1 and user_id = $2 returning ",
             columns!()
         );
@@ -367,7 +367,7 @@ impl Store for PgStore {
 
     fn toggle(&self, user_id: &str, id: i64) -> Result<Option<Task>> {
         let sql = concat!(
-            "update tasks set completed = not completed, updated_at = now() \
+            "update tasks set completed = not completed, updated_at = clock_timestamp() \
              where id = $1 and user_id = $2 returning ",
             columns!()
         );

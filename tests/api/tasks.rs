@@ -211,6 +211,55 @@ dbtest!(fifty_concurrent_toggles_flip_fifty_times, |app| {
     assert_eq!(alice.patch(&path, "").json()["completed"], true);
 });
 
+// updated_at follows the order in which writes to a task take effect: PostgreSQL's now()
+// is the transaction's start, before a write waiting on the row's lock gets it.
+dbtest!(
+    concurrent_writes_to_a_task_are_timestamped_in_the_order_they_took_effect,
+    |app| {
+        let alice = app.user("alice");
+        let t = app.create(&alice, r#"{"title": "contended"}"#);
+        let path = format!("/api/tasks/{}", t["id"]);
+        let complete = format!("{path}/complete");
+        // 30 toggles and 30 title changes at once.
+        let answers: Vec<(Option<String>, Value)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..60)
+                .map(|i| {
+                    let (alice, path, complete) = (&alice, &path, &complete);
+                    s.spawn(move || {
+                        let title = (i % 2 == 1).then(|| format!("t{i}"));
+                        let r = match &title {
+                            None => alice.patch(complete, ""),
+                            Some(t) => alice.put(path, &json!({ "title": t }).to_string()),
+                        };
+                        assert_eq!(r.status, 200, "{}", r.text());
+                        (title, r.json())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut answers = answers;
+        answers.sort_by(|a, b| a.1["updated_at"].as_str().cmp(&b.1["updated_at"].as_str()));
+        // Replayed in updated_at order, every answer shows the state its write left.
+        let (mut completed, mut title, mut last) = (false, "contended".to_string(), String::new());
+        for (sent, task) in &answers {
+            match sent {
+                None => completed = !completed,
+                Some(t) => title = t.clone(),
+            }
+            let at = task["updated_at"].as_str().unwrap().to_string();
+            assert!(at > last, "two writes stamped {at} and {last}");
+            assert_eq!(
+                (task["completed"].as_bool(), task["title"].as_str()),
+                (Some(completed), Some(title.as_str())),
+                "the write stamped {at}, replayed in updated_at order"
+            );
+            last = at;
+        }
+        assert_eq!(&alice.get(&path).json(), &answers.last().unwrap().1);
+    }
+);
+
 dbtest!(concurrent_creates_are_all_kept, |app| {
     let alice = app.user("alice");
     let ids: Vec<i64> = std::thread::scope(|s| {
