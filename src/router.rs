@@ -104,7 +104,8 @@ fn docs() -> Reply {
     }
 }
 
-/// `GET /health`: 200 when the database answers, 503 when it does not.
+/// `GET /health`: 200 when the database answers, 503 (with `Retry-After`, as every 503 of
+/// an unreachable database) when it does not.
 fn health(ctx: &Ctx) -> Reply {
     match ctx.store.ping() {
         Ok(()) => Reply::json(200, br#"{"status":"ok","database":"ok"}"#.to_vec()),
@@ -115,6 +116,7 @@ fn health(ctx: &Ctx) -> Reply {
                 br#"{"status":"unavailable","database":"unavailable","detail":"The database is unavailable."}"#
                     .to_vec(),
             )
+            .with_header("Retry-After", "1")
         }
     }
 }

@@ -305,6 +305,7 @@ fn assert_unavailable(took: Duration, r: &io::Result<Response>, context: &str) {
         .unwrap_or_else(|e| panic!("{context}: no answer after {took:?} ({e})"));
     assert_eq!(r.status, 503, "{context}: {}", r.text());
     assert!(!r.detail().is_empty(), "{context}");
+    assert_eq!(r.header("Retry-After"), Some("1"), "{context}");
     assert!(took < OUTAGE_LATENCY, "{context}: the 503 took {took:?}");
 }
 
