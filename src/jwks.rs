@@ -13,7 +13,8 @@ use serde_json::Value;
 
 /// API.md, Authentication: an unknown `kid` refetches the set at most this often.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
-/// Connect, read and write limit of one fetch; only requests needing a new key wait on it.
+/// The longest one fetch takes, connecting, sending and reading all included (however
+/// slowly the JWKS server trickles its answer); only requests needing a new key wait on it.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest JWKS document we read.
 const MAX_JWKS_BYTES: u64 = 256 * 1024;
@@ -57,7 +58,7 @@ pub struct Jwks {
     url: String,
     refetch: Duration,
     keys: RwLock<HashMap<String, std::sync::Arc<PublicKey>>>,
-    /// When the set was last fetched (successfully or not); held while fetching, so that
+    /// When the last fetch ended (successfully or not); held while fetching, so that
     /// concurrent requests for a new key share one fetch.
     last_fetch: Mutex<Option<Instant>>,
 }
@@ -87,8 +88,9 @@ impl Jwks {
         if last.is_some_and(|t| t.elapsed() < self.refetch) {
             return Err(format!("unknown kid {kid:?} (JWKS fetched recently)"));
         }
+        let fetched = fetch(&self.url).and_then(|body| parse_set(&body));
         *last = Some(Instant::now());
-        match fetch(&self.url).and_then(|body| parse_set(&body)) {
+        match fetched {
             Ok(keys) => {
                 log::info!(
                     "fetched {} key(s) from the JWKS at {}",
@@ -177,34 +179,72 @@ fn fetch(url: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("resolving {addr_text}: {e}"))?
         .next()
         .ok_or_else(|| format!("{addr_text} has no address"))?;
+    let deadline = Instant::now() + FETCH_TIMEOUT;
     let tcp = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(FETCH_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    tcp.set_write_timeout(Some(FETCH_TIMEOUT))
-        .map_err(|e| e.to_string())?;
+    let bounded = Bounded { tcp, deadline };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\n\
          User-Agent: todo-api\r\nConnection: close\r\n\r\n"
     );
-    let deadline = Instant::now() + FETCH_TIMEOUT * 2;
     let body = if tls {
         let connector = native_tls::TlsConnector::new().map_err(|e| e.to_string())?;
-        let mut stream = connector.connect(host, tcp).map_err(|e| e.to_string())?;
+        let mut stream = connector
+            .connect(host, bounded)
+            .map_err(|e| e.to_string())?;
         stream
             .write_all(request.as_bytes())
             .map_err(|e| e.to_string())?;
-        read_response(BufReader::new(stream), deadline)?
+        read_response(BufReader::new(stream))?
     } else {
-        let mut stream = tcp;
+        let mut stream = bounded;
         stream
             .write_all(request.as_bytes())
             .map_err(|e| e.to_string())?;
-        read_response(BufReader::new(stream), deadline)?
+        read_response(BufReader::new(stream))?
     };
     Ok(body)
 }
 
-fn read_response(mut reader: impl BufRead, deadline: Instant) -> Result<Vec<u8>, String> {
+/// A socket whose reads and writes fail once `deadline` has passed: each waits at most the
+/// time left, so a server that sends a byte now and then cannot stretch a fetch.
+#[derive(Debug)]
+struct Bounded {
+    tcp: TcpStream,
+    deadline: Instant,
+}
+
+impl Bounded {
+    fn time_left(&self) -> std::io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the JWKS fetch took too long",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.set_read_timeout(Some(self.time_left()?))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.set_write_timeout(Some(self.time_left()?))?;
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+fn read_response(mut reader: impl BufRead) -> Result<Vec<u8>, String> {
     let mut line = String::new();
     reader.read_line(&mut line).map_err(|e| e.to_string())?;
     let status = line.split_whitespace().nth(1).unwrap_or("");
@@ -231,9 +271,6 @@ fn read_response(mut reader: impl BufRead, deadline: Instant) -> Result<Vec<u8>,
     let mut body = Vec::new();
     if chunked {
         loop {
-            if Instant::now() > deadline {
-                return Err("JWKS fetch took too long".into());
-            }
             line.clear();
             reader.read_line(&mut line).map_err(|e| e.to_string())?;
             let size = u64::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
@@ -241,7 +278,7 @@ fn read_response(mut reader: impl BufRead, deadline: Instant) -> Result<Vec<u8>,
             if size == 0 {
                 break;
             }
-            if body.len() as u64 + size > MAX_JWKS_BYTES {
+            if size > MAX_JWKS_BYTES - body.len() as u64 {
                 return Err("JWKS response too large".into());
             }
             (&mut reader)

@@ -266,3 +266,77 @@ fn a_dead_jwks_endpoint_costs_401s_not_hung_workers() {
     assert_eq!(app.user("alice").get("/api/tasks").status, 200);
     drop(listener);
 }
+
+/// A JWKS endpoint that answers each connection with `head`, then `drip` every 200 ms for
+/// up to 15 s (or until the reader has gone).
+fn trickling_jwks(head: &'static str, drip: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let _ = stream.write_all(head.as_bytes());
+                for _ in 0..75 {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    if stream.write_all(drip.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_jwks_endpoint_that_trickles_its_answer_holds_nothing_for_long() {
+    for (context, head, drip) in [
+        (
+            "headers a line at a time",
+            "HTTP/1.1 200 OK\r\n",
+            "X-A: b\r\n",
+        ),
+        (
+            "a body a byte at a time",
+            "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n",
+            " ",
+        ),
+        (
+            "chunks a byte at a time",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "1\r\n \r\n",
+        ),
+        (
+            "a chunk size that overflows",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\nffffffffffffffff\r\n",
+            "",
+        ),
+    ] {
+        let url = trickling_jwks(head, drip);
+        let app = TestApp::spawn_with(TestDb::new(&Engine::Sqlite), |c| c.jwks_url = url.clone());
+        let started = std::time::Instant::now();
+        // More requests for unknown keys than the server has workers, then an HS256
+        // request and a health check behind them.
+        let (unknown, alice, health) = std::thread::scope(|s| {
+            let unknown: Vec<_> = (0..9)
+                .map(|i| {
+                    let key = Ed25519KeyPair::generate().with_key_id(&format!("k{i}"));
+                    let client = app.with_token(&key.sign(claims("u")).unwrap());
+                    s.spawn(move || client.get("/api/tasks").status)
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let alice = app.user("alice").get("/api/tasks").status;
+            let health = app.anonymous().get("/health").status;
+            let unknown: Vec<u16> = unknown.into_iter().map(|h| h.join().unwrap()).collect();
+            (unknown, alice, health)
+        });
+        let took = started.elapsed();
+        assert_eq!(unknown, [401; 9], "{context}");
+        assert_eq!((alice, health), (200, 200), "{context}");
+        assert!(
+            took < std::time::Duration::from_secs(6),
+            "{context}: answered after {took:?}"
+        );
+    }
+}
