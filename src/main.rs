@@ -16,8 +16,9 @@ Usage:
                                 print an HS256 token signed with BETTER_AUTH_SECRET
   todo-api --help | --version
 
-Environment: DATABASE_URL, BETTER_AUTH_SECRET, BETTER_AUTH_URL, JWKS_URL, JWT_ISSUER,
-JWT_AUDIENCE, CORS_ORIGINS, HOST, PORT, WORKERS, DB_POOL_SIZE, RUST_LOG.";
+Environment: DATABASE_URL, PGSSLROOTCERT, BETTER_AUTH_SECRET, BETTER_AUTH_URL, JWKS_URL,
+JWT_ISSUER, JWT_AUDIENCE, CORS_ORIGINS, HOST, PORT, WORKERS, DB_POOL_SIZE,
+DB_STATEMENT_CACHE, RUST_LOG.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

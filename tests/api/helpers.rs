@@ -435,10 +435,12 @@ pub struct Process {
 
 impl Process {
     /// Starts the binary with only these variables (and PATH), on a free port, and waits
-    /// for its `listening on` line.
+    /// for its `listening on` line. It runs in the temp directory, away from any `.env` of
+    /// the repository's.
     pub fn start(env: &[(&str, &str)]) -> Process {
         let defaults = [("PORT", "0"), ("RUST_LOG", "info")];
-        Process::start_in(".", &[&defaults[..], env].concat())
+        let dir = std::env::temp_dir();
+        Process::start_in(&dir.to_string_lossy(), &[&defaults[..], env].concat())
     }
 
     /// Starts the binary in `dir` with only these variables and PATH (so that `dir/.env`
