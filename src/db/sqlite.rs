@@ -159,9 +159,9 @@ impl Store for SqliteStore {
         let insert = |conn: &Connection| {
             let now = Micros::now().to_rfc3339();
             let due = new.due_date.map(Micros::to_rfc3339);
-            conn.prepare_cached(sql)?.query_row(
+            write_returning(
+                &mut *conn.prepare_cached(sql)?,
                 params![user.id, new.title, new.description, new.completed, due, now],
-                task,
             )
         };
         match insert(&conn) {
@@ -198,7 +198,8 @@ impl Store for SqliteStore {
         );
         let (_turn, conn) = self.writer()?;
         let mut stmt = conn.prepare_cached(sql)?;
-        optional(stmt.query_row(
+        optional(write_returning(
+            &mut stmt,
             params![
                 id,
                 user_id,
@@ -210,7 +211,6 @@ impl Store for SqliteStore {
                 patch.due_date.flatten().map(Micros::to_rfc3339),
                 Micros::now().to_rfc3339(),
             ],
-            task,
         ))
     }
 
@@ -228,7 +228,10 @@ impl Store for SqliteStore {
         );
         let (_turn, conn) = self.writer()?;
         let mut stmt = conn.prepare_cached(sql)?;
-        optional(stmt.query_row(params![id, user_id, Micros::now().to_rfc3339()], task))
+        optional(write_returning(
+            &mut stmt,
+            params![id, user_id, Micros::now().to_rfc3339()],
+        ))
     }
 }
 
@@ -261,6 +264,20 @@ fn extended_code(e: &rusqlite::Error) -> Option<i32> {
         }
         _ => None,
     }
+}
+
+/// The `RETURNING` row of a write, as `query_row` gives it, but with the statement run to its
+/// end: an autocommit write commits there, and a commit that fails (a full disk, an I/O
+/// error) fails only there. `query_row` stops at the first row and rusqlite drops the error of
+/// the reset that then commits, so the write was answered as done and not kept.
+fn write_returning(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Task> {
+    let mut rows = stmt.query(params)?;
+    let first = rows.next()?.map(task).transpose()?;
+    while rows.next()?.is_some() {}
+    first.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
 fn optional(r: rusqlite::Result<Task>) -> Result<Option<Task>> {

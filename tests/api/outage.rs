@@ -737,3 +737,104 @@ fn sqlite_locked_by_another_writer_is_503_for_writes_while_reads_go_on() {
         "a refused write changed the task"
     );
 }
+
+/// A tmpfs of its own, unmounted on drop: a disk that fills up. `None` where this process
+/// may not mount one (not root).
+struct SmallDisk(tempdir::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempdir::TempDir::new("todo-full-disk");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path(""))
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(SmallDisk(dir))
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.0.path(file)
+    }
+
+    /// Writes a file until the disk refuses another byte.
+    fn fill(&self) -> String {
+        let filler = self.path("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+        while file.write_all(&block[..1]).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.path("")).status();
+    }
+}
+
+#[test]
+fn sqlite_on_a_full_disk_acknowledges_only_what_it_keeps() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        assert!(!is_root(), "root, and cannot mount a tmpfs");
+        eprintln!("skipped: only root can mount the small disk this test fills");
+        return;
+    };
+    let db = disk.path("tasks.db");
+    let app = TestApp::spawn_with(TestDb::new(&Engine::Sqlite), |c| {
+        c.database = Database::Sqlite(db.clone());
+    });
+    let alice = app.user("alice");
+    let first = app.create(&alice, r#"{"title": "before the disk filled"}"#)["id"].clone();
+    let filler = disk.fill();
+
+    // Writes on the full disk: each is kept and acknowledged, or refused with a 503.
+    let mut acknowledged = BTreeSet::new();
+    let mut refused = 0;
+    for i in 0..30 {
+        let r = alice.post("/api/tasks", &format!(r#"{{"title": "full disk {i}"}}"#));
+        match r.status {
+            201 => assert!(
+                acknowledged.insert(r.json()["id"].as_i64().unwrap()),
+                "an id twice"
+            ),
+            503 => refused += 1,
+            other => panic!("create on a full disk: {other} {}", r.text()),
+        }
+    }
+    let toggle = alice.patch(&format!("/api/tasks/{first}/complete"), "");
+    assert!([200, 503].contains(&toggle.status), "{}", toggle.text());
+    let rename = alice.put(&format!("/api/tasks/{first}"), r#"{"title": "renamed"}"#);
+    assert!([200, 503].contains(&rename.status), "{}", rename.text());
+    assert!(refused > 0, "the disk never filled: {acknowledged:?}");
+
+    // Space again: what was acknowledged is there, the rest is not, and writes work.
+    std::fs::remove_file(filler).unwrap();
+    let stored: BTreeSet<i64> = alice.get("/api/tasks").json().as_array().unwrap()[..]
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .filter(|id| Some(*id) != first.as_i64())
+        .collect();
+    assert_eq!(
+        stored, acknowledged,
+        "acknowledged on a full disk, stored after"
+    );
+    let now = alice.get(&format!("/api/tasks/{first}")).json();
+    assert_eq!(
+        now["completed"],
+        toggle.status == 200,
+        "the toggle's answer"
+    );
+    let title = if rename.status == 200 {
+        "renamed"
+    } else {
+        "before the disk filled"
+    };
+    assert_eq!(now["title"], title, "the rename's answer");
+    assert_eq!(
+        alice.post("/api/tasks", r#"{"title": "after"}"#).status,
+        201
+    );
+}
