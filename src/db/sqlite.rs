@@ -24,7 +24,29 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const CONSTRAINT_UNIQUE: i32 = 2067;
 const CONSTRAINT_FOREIGNKEY: i32 = 787;
 
-type Pool = r2d2::Pool<SqliteConnectionManager>;
+type Pool = r2d2::Pool<Manager>;
+
+/// r2d2_sqlite's manager, except that a connection SQLite opened read-only (it does so,
+/// silently, when the file is not writable at that moment) is dropped when it comes back
+/// to the pool: once the file is writable again, new connections write, without a restart.
+struct Manager(SqliteConnectionManager);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        self.0.connect()
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> rusqlite::Result<()> {
+        self.0.is_valid(conn)
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true)
+    }
+}
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
@@ -60,7 +82,7 @@ impl SqliteStore {
             .max_size(pool_size)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(2))
-            .build(manager)
+            .build(Manager(manager))
             .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
         let mut conn = pool
             .get()
@@ -80,17 +102,12 @@ impl SqliteStore {
         })
     }
 
-    fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>> {
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
         Ok(self.pool.get()?)
     }
 
     /// Waits (at most the busy timeout) for this process's write turn, then a connection.
-    fn writer(
-        &self,
-    ) -> Result<(
-        WriteTurn<'_>,
-        r2d2::PooledConnection<SqliteConnectionManager>,
-    )> {
+    fn writer(&self) -> Result<(WriteTurn<'_>, r2d2::PooledConnection<Manager>)> {
         let deadline = Instant::now() + BUSY_TIMEOUT;
         let mut writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         while *writing {

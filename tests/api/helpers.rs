@@ -446,8 +446,23 @@ impl Process {
     /// Starts the binary in `dir` with only these variables and PATH (so that `dir/.env`
     /// gives the rest), and waits for its `listening on` line.
     pub fn start_in(dir: &str, env: &[(&str, &str)]) -> Process {
+        Process::start_as(None, dir, env)
+    }
+
+    /// `start_in`, as the user and group with this id when one is given (through `setpriv`,
+    /// which only root may do).
+    pub fn start_as(id: Option<u32>, dir: &str, env: &[(&str, &str)]) -> Process {
         use std::process::{Command, Stdio};
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_todo-api"));
+        let bin = env!("CARGO_BIN_EXE_todo-api");
+        let mut cmd = match id {
+            None => Command::new(bin),
+            Some(id) => {
+                let mut cmd = Command::new("setpriv");
+                cmd.args([&format!("--reuid={id}"), &format!("--regid={id}")])
+                    .args(["--clear-groups", "--", bin]);
+                cmd
+            }
+        };
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .current_dir(dir)

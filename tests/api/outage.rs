@@ -838,3 +838,66 @@ fn sqlite_on_a_full_disk_acknowledges_only_what_it_keeps() {
         201
     );
 }
+
+#[test]
+fn sqlite_writes_again_once_its_file_is_writable_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |path: &str, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    // Root ignores file modes: the server then runs as nobody.
+    let dir = tempdir::TempDir::new("todo-read-only");
+    chmod(&dir.path(""), 0o777);
+    let db = dir.path("tasks.db");
+    let url = format!("sqlite:{db}");
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("BETTER_AUTH_SECRET", SECRET),
+        ("PORT", "0"),
+        ("WORKERS", "4"),
+    ];
+    let p = Process::start_as(is_root().then_some(65534), &dir.path(""), &env);
+    let alice = Client {
+        addr: p.addr,
+        token: Some(token("alice")),
+    };
+    // One connection so far; eight clients at once make the pool open more.
+    assert_eq!(alice.post("/api/tasks", r#"{"title": "t"}"#).status, 201);
+    let burst = || -> Vec<u16> {
+        thread::scope(|s| {
+            let clients: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..20)
+                            .map(|_| {
+                                assert_eq!(alice.get("/api/tasks").status, 200);
+                                alice.post("/api/tasks", r#"{"title": "w"}"#).status
+                            })
+                            .collect::<Vec<u16>>()
+                    })
+                })
+                .collect();
+            clients
+                .into_iter()
+                .flat_map(|c| c.join().unwrap())
+                .collect()
+        })
+    };
+
+    // The file and its directory read-only while the pool grows: SQLite opens the new
+    // connections read-only, and their writes are refused.
+    chmod(&db, 0o444);
+    chmod(&dir.path(""), 0o555);
+    let during = burst();
+    assert!(during.iter().all(|s| [201, 503].contains(s)), "{during:?}");
+    assert!(
+        during.contains(&503),
+        "no connection was opened read-only: {during:?}"
+    );
+
+    // Writable again: every write works, without a restart.
+    chmod(&dir.path(""), 0o777);
+    chmod(&db, 0o666);
+    let after = burst();
+    assert!(after.iter().all(|&s| s == 201), "after: {after:?}");
+}
