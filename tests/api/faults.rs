@@ -1329,3 +1329,76 @@ mod more_clients_than_slots_are_all_answered {
         }
     }
 }
+
+#[test]
+fn past_the_connection_cap_a_silent_connection_holds_up_nobody() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let cap = tiny_http::MAX_CONNECTIONS;
+    assert!(
+        descriptors_for(cap + 16) >= cap + 16,
+        "not enough file descriptors for {cap} connections"
+    );
+    // The cap reached: each connection answered once, so each has its thread.
+    let started = Instant::now();
+    let held: Vec<BufReader<TcpStream>> = (0..cap)
+        .map(|i| {
+            let mut stream = TcpStream::connect(app.addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut reader = BufReader::new(stream);
+            let r = try_read_response(&mut reader).unwrap_or_else(|e| panic!("{i}: {e}"));
+            assert_eq!(r.status, 200, "connection {i}");
+            reader
+        })
+        .collect();
+    // Past it: three connections that send nothing, then one that asks.
+    let opened = started.elapsed();
+    let silent: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(app.addr).unwrap())
+        .collect();
+    let (took, r) = timed_exchange(
+        app.addr,
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let r = r.unwrap_or_else(|e| panic!("no answer past the cap after {took:?}: {e}"));
+    assert_json_error(&r, 503, "past the cap");
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    // Below the cap again: served.
+    drop(silent);
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = exchange(
+            app.addr,
+            b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        );
+        if r.as_ref().is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not served again: {}",
+            outcome(&r)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "{cap} connections open after {opened:?}; past the cap answered in {took:?}; \
+         served again after {:?}",
+        started.elapsed()
+    );
+    // And nothing is left counted as under way: a shutdown does not wait for it.
+    let stopping = Instant::now();
+    drop(app);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
+}

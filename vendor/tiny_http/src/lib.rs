@@ -316,10 +316,14 @@ impl Server {
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
+                let mut over_cap = false;
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
-                        // todo-api patch: bounded reads and writes, and no Nagle delay.
-                        sock.configure(SOCKET_TIMEOUT);
+                        // todo-api patch: bounded reads and writes, and no Nagle delay. A
+                        // connection past the cap is refused on this thread, which must not
+                        // wait long for it: one that sends nothing would hold up accepting.
+                        over_cap = open.load(Relaxed) >= MAX_CONNECTIONS;
+                        sock.configure(if over_cap { REFUSAL_TIMEOUT } else { SOCKET_TIMEOUT });
                         use util::RefinedTcpStream;
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
@@ -348,13 +352,16 @@ impl Server {
                 };
 
                 match new_client {
-                    Ok(client) if open.load(Relaxed) >= MAX_CONNECTIONS => {
+                    Ok(client) if over_cap => {
                         // todo-api patch: past the cap, answer 503 and close at once
                         // rather than start yet another connection thread.
                         log::warn!("connection refused: {MAX_CONNECTIONS} already open");
                         for rq in client.take(1) {
                             let detail = "Too many connections; try again shortly.";
                             rq.respond(client::early_response(503, detail)).ok();
+                            // answered here: out of the pending count (a shutdown waits
+                            // for that count to reach zero)
+                            inside_pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                         }
                     }
                     Ok(client) => {
@@ -509,6 +516,10 @@ pub const SOCKET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// todo-api patch: the most connections served at once; each holds a thread, so past
 /// this the server answers 503 instead of growing without bound.
 pub const MAX_CONNECTIONS: usize = 1024;
+
+/// todo-api patch: how long the accept thread waits for the request of a connection past
+/// the cap (to answer it 503), and for that answer to be written.
+const REFUSAL_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// todo-api patch: counts a connection as open for as long as its task runs.
 struct OpenConnection<'a>(&'a AtomicUsize);
