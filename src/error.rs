@@ -156,6 +156,10 @@ impl From<postgres::Error> for Error {
                         SqlState::TOO_MANY_CONNECTIONS,
                         SqlState::READ_ONLY_SQL_TRANSACTION,
                         SqlState::DISK_FULL,
+                        // A statement_timeout or lock_timeout set on the database (or a
+                        // cancelled query): the database is busy or blocked, try again.
+                        SqlState::QUERY_CANCELED,
+                        SqlState::LOCK_NOT_AVAILABLE,
                     ]
                     .contains(code)
             }

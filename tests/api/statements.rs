@@ -4,6 +4,7 @@
 //! prepared statement whose table changed under it is prepared again.
 
 use serde_json::json;
+use todo_api::config::Database;
 use todo_api::Config;
 
 use crate::helpers::*;
@@ -123,5 +124,45 @@ fn prepared_statements_survive_a_column_type_change() {
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(alice.get(&path).json()["title"], "after");
         assert_eq!(alice.put(&path, r#"{"title": "before"}"#).status, 200);
+    }
+}
+
+#[test]
+fn a_statement_or_lock_timeout_is_503_and_passes() {
+    // The database gives up on statements that wait, as one configured with a
+    // statement_timeout or lock_timeout does, while another session locks the table.
+    for option in ["lock_timeout", "statement_timeout"] {
+        let Some(app) = postgres_app(|c| {
+            let Database::Postgres(url) = &mut c.database else {
+                unreachable!()
+            };
+            let joint = if url.contains('?') { '&' } else { '?' };
+            url.push_str(&format!("{joint}options=-c%20{option}%3D300"));
+        }) else {
+            return;
+        };
+        let alice = app.user("alice");
+        let id = app.create(&alice, r#"{"title": "locked"}"#)["id"].clone();
+        let mut locker = app.db.postgres_client().unwrap();
+        let mut lock = locker.transaction().unwrap();
+        lock.batch_execute("lock table tasks in access exclusive mode")
+            .unwrap();
+        for (method, path) in [
+            ("GET", "/api/tasks".to_string()),
+            ("GET", format!("/api/tasks/{id}")),
+            ("PATCH", format!("/api/tasks/{id}/complete")),
+        ] {
+            let r = alice.send(method, &path, None, &[]);
+            let what = format!("{option}: {method} {path}");
+            assert_eq!(r.status, 503, "{what}: {}", r.text());
+            assert_eq!(r.header("Retry-After"), Some("1"), "{what}");
+            assert!(!r.detail().is_empty(), "{what}");
+        }
+        lock.rollback().unwrap();
+        let task = alice.get(&format!("/api/tasks/{id}")).json();
+        assert_eq!(
+            task["completed"], false,
+            "{option}: the refused toggle did nothing"
+        );
     }
 }
