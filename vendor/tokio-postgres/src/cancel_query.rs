@@ -39,7 +39,7 @@ where
     )
     .await?;
 
-    cancel_query_raw::cancel_query_raw(
+    let cancel = cancel_query_raw::cancel_query_raw(
         socket,
         ssl_mode,
         ssl_negotiation,
@@ -47,6 +47,16 @@ where
         has_hostname,
         process_id,
         secret_key,
-    )
-    .await
+    );
+    // todo-api patch: `cancel_query_raw` waits for the server to close the connection; a
+    // server that never does is given as long as a connection is (`connect_timeout`).
+    match config.connect_timeout {
+        Some(limit) => tokio::time::timeout(limit, cancel).await.unwrap_or_else(|_| {
+            Err(Error::connect(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the server did not close the cancel request's connection",
+            )))
+        }),
+        None => cancel.await,
+    }
 }
