@@ -40,11 +40,7 @@ pub struct Ctx {
 
 /// Routes one request to its handler.
 pub fn route(ctx: &Ctx, req: &Request) -> Result<Reply> {
-    let path = req
-        .path
-        .strip_suffix('/')
-        .filter(|p| !p.is_empty())
-        .unwrap_or(req.path);
+    let path = trimmed(req.path);
     let user = if path == "/api" || path.starts_with("/api/") {
         let user = ctx.auth.authenticate(req.authorization)?;
         ctx.users.ensure(ctx.store.as_ref(), &user)?;
@@ -73,6 +69,21 @@ pub fn route(ctx: &Ctx, req: &Request) -> Result<Reply> {
         }
         _ => Err(Error::MethodNotAllowed(allow)),
     }
+}
+
+/// Whether a request is one a monitor or a reader of the docs must get an answer to even
+/// while the database holds every worker: server.rs serves these without waiting for a slot.
+/// None runs more than one statement, and that one bounded (`Store::ping`).
+pub fn answers_without_waiting(method: &str, path: &str) -> bool {
+    matches!(method, "GET" | "HEAD")
+        && matches!(trimmed(path), "/health" | "/openapi.json" | "/docs")
+}
+
+/// A path without its trailing slash, if it has more.
+fn trimmed(path: &str) -> &str {
+    path.strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path)
 }
 
 /// The route a path belongs to: its pattern, its methods and the `{task_id}` segment.

@@ -172,10 +172,19 @@ fn worker(http: &tiny_http::Server, shared: &Shared) {
 /// A request on its connection's own thread (tiny_http's direct handler): answered there
 /// when a slot is free, which saves handing it to a worker (a wake-up and a context switch
 /// per request), else given back to be queued for the workers.
+///
+/// `/health` and the docs take no slot (`router::answers_without_waiting`): when the database
+/// hangs and every slot waits on it, a monitor still learns that it does.
 fn handle_direct(shared: &Shared, rq: tiny_http::Request) -> Option<tiny_http::Request> {
-    let Some(_slot) = shared.slots.try_take() else {
-        shared.slots.queue();
-        return Some(rq);
+    let path = rq.url().split_once('?').map_or(rq.url(), |(path, _)| path);
+    let _slot = if router::answers_without_waiting(rq.method().as_str(), path) {
+        None
+    } else {
+        let Some(slot) = shared.slots.try_take() else {
+            shared.slots.queue();
+            return Some(rq);
+        };
+        Some(slot)
     };
     // Counted before `stopping` is read: a shutdown that has set it waits for this count,
     // so a request is either answered in full or left unanswered (never cut off midway).

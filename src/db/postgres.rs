@@ -6,13 +6,13 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use postgres::config::SslMode;
 use postgres::error::SqlState;
 use postgres::types::{FromSql, ToSql, Type};
-use postgres::{Client, NoTls, Row, Statement};
+use postgres::{CancelToken, Client, NoTls, Row, Statement};
 use postgres_native_tls::MakeTlsConnector;
 use r2d2_postgres::PostgresConnectionManager;
 
@@ -33,6 +33,12 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long after a lost connection every checkout is tested first.
 const SUSPECT_WINDOW: Duration = Duration::from_secs(10);
+/// A statement still unanswered after this long is cancelled, so that its request gets a
+/// 503 and its worker is free again. Ours take milliseconds: one that waits this long waits
+/// on a lock someone holds, or on a database in trouble.
+const STATEMENT_DEADLINE: Duration = Duration::from_secs(5);
+/// How often the watchdog looks for statements past the deadline.
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 type Pool = r2d2::Pool<Manager>;
 type Conn = r2d2::PooledConnection<Manager>;
@@ -44,9 +50,32 @@ pub struct PgConn {
     statements: HashMap<String, Statement>,
     /// The pool's statement cache switch, shared by every connection of the pool.
     cache: Arc<AtomicBool>,
+    /// This connection's statement under way, as the watchdog sees it.
+    watch: Arc<Watch>,
 }
 
 impl PgConn {
+    /// Runs `query_unwatched` under the watchdog's eye: cancelled past `STATEMENT_DEADLINE`.
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let started = self.watch.begin();
+        let result = self.query_unwatched(sql, params);
+        self.watch.end(started);
+        result
+    }
+
+    /// Runs `f` on the client under the watchdog's eye, as `query` does (which cannot lend
+    /// the client alone: its statement cache is needed too).
+    fn watched<T>(&mut self, f: impl FnOnce(&mut Client) -> T) -> T {
+        let started = self.watch.begin();
+        let result = f(&mut self.client);
+        self.watch.end(started);
+        result
+    }
+
     /// Runs a statement in one round trip: a statement prepared once per connection while
     /// the statement cache is on (Bind and Execute only: PostgreSQL neither parses nor,
     /// after a few runs, plans it again), else an unnamed one (`query_typed`: Parse, Bind
@@ -63,7 +92,7 @@ impl PgConn {
     /// type, by a migration while the server runs) makes PostgreSQL refuse that statement
     /// before running it, "cached plan must not change result type" (0A000), and keep
     /// refusing it: it is prepared afresh once.
-    fn query(
+    fn query_unwatched(
         &mut self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
@@ -110,10 +139,12 @@ impl PgConn {
     }
 }
 
-/// r2d2's manager for `PgConn`: r2d2_postgres's, plus the statement cache switch.
+/// r2d2's manager for `PgConn`: r2d2_postgres's, plus the statement cache switch and the
+/// watchdog.
 pub struct Manager {
     inner: Connector,
     cache: Arc<AtomicBool>,
+    watchdog: Arc<Watchdog>,
 }
 
 /// How connections are made: plain TCP, or TLS through native-tls. The TLS connector is
@@ -134,10 +165,12 @@ impl r2d2::ManageConnection for Manager {
             Connector::Plain(manager) => manager.connect()?,
             Connector::Tls(manager) => manager.connect()?,
         };
+        let watch = self.watchdog.watch(client.cancel_token());
         Ok(PgConn {
             client,
             statements: HashMap::new(),
             cache: self.cache.clone(),
+            watch,
         })
     }
 
@@ -149,7 +182,143 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.client.is_closed()
+        // A cancelled connection is closed rather than reused: a cancel request that arrives
+        // late would stop whatever statement it is running by then.
+        conn.client.is_closed() || conn.watch.cancelled()
+    }
+}
+
+/// What the watchdog knows of one connection.
+struct Watch {
+    /// Since when (ms since `epoch`, plus one) a statement has been under way; 0 while none
+    /// is; `CANCELLED` for good once the watchdog has cancelled one.
+    since: AtomicU64,
+    epoch: Instant,
+    token: CancelToken,
+}
+
+const CANCELLED: u64 = u64::MAX;
+
+impl Watch {
+    /// Marks a statement under way; `end` takes what this returns.
+    fn begin(&self) -> u64 {
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        // On a cancelled connection (a second statement of the same request) nothing is
+        // watched: its cancel is already on its way.
+        match self
+            .since
+            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => now,
+            Err(_) => 0,
+        }
+    }
+
+    fn end(&self, started: u64) {
+        // Fails, and so leaves `CANCELLED`, if the watchdog got there first.
+        let _ = self
+            .since
+            .compare_exchange(started, 0, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.since.load(Ordering::Acquire) == CANCELLED
+    }
+}
+
+/// Cancels statements that run past `STATEMENT_DEADLINE`, which the sync driver cannot
+/// time out: a thread that looks every `WATCH_INTERVAL` and sends PostgreSQL (or the pooler
+/// in between) a cancel request for each, answered 57014, a 503.
+struct Watchdog {
+    epoch: Instant,
+    watches: Mutex<Vec<Weak<Watch>>>,
+    tls: Option<MakeTlsConnector>,
+}
+
+impl Watchdog {
+    /// Starts the watchdog's thread, which ends once the pool (its last owner) is gone.
+    fn start(tls: Option<MakeTlsConnector>) -> Arc<Watchdog> {
+        let watchdog = Arc::new(Watchdog {
+            epoch: Instant::now(),
+            watches: Mutex::new(Vec::new()),
+            tls,
+        });
+        let weak = Arc::downgrade(&watchdog);
+        let spawned = std::thread::Builder::new()
+            .name("pg-watchdog".into())
+            .spawn(move || loop {
+                std::thread::sleep(WATCH_INTERVAL);
+                match weak.upgrade() {
+                    Some(watchdog) => watchdog.look(),
+                    None => return,
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!(
+                "cannot start the statement watchdog: statements will not be timed out: {e}"
+            );
+        }
+        watchdog
+    }
+
+    fn watch(&self, token: CancelToken) -> Arc<Watch> {
+        let watch = Arc::new(Watch {
+            since: AtomicU64::new(0),
+            epoch: self.epoch,
+            token,
+        });
+        self.lock().push(Arc::downgrade(&watch));
+        watch
+    }
+
+    /// Cancels every statement past the deadline, each from a thread of its own (a cancel
+    /// request opens a connection: to a database in trouble that may take a while).
+    fn look(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let deadline = STATEMENT_DEADLINE.as_millis() as u64;
+        let mut watches = self.lock();
+        watches.retain(|weak| {
+            let Some(watch) = weak.upgrade() else {
+                return false;
+            };
+            let since = watch.since.load(Ordering::Acquire);
+            let overdue = since != 0 && since != CANCELLED && now - since > deadline;
+            // Only the statement seen here: if it has ended meanwhile, nothing is cancelled.
+            if overdue
+                && watch
+                    .since
+                    .compare_exchange(since, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                log::warn!(
+                    "a statement has waited {} s for the database: cancelling it",
+                    STATEMENT_DEADLINE.as_secs()
+                );
+                let token = watch.token.clone();
+                let tls = self.tls.clone();
+                let cancel = move || {
+                    let sent = match tls {
+                        Some(tls) => token.cancel_query(tls),
+                        None => token.cancel_query(NoTls),
+                    };
+                    if let Err(e) = sent {
+                        log::warn!("cancelling a statement failed: {e}");
+                    }
+                };
+                if let Err(e) = std::thread::Builder::new()
+                    .name("pg-cancel".into())
+                    .spawn(cancel)
+                {
+                    log::warn!("cannot start a thread to cancel a statement: {e}");
+                }
+            }
+            true
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Watch>>> {
+        // A list of weak references, pushed or filtered whole: never half-updated.
+        self.watches.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -169,6 +338,7 @@ impl PgStore {
     pub fn open(url: &str, pool_size: u32, statement_cache: bool) -> Result<PgStore, String> {
         let (config, tls) = connect_options(url)?;
         let manager = Manager {
+            watchdog: Watchdog::start(tls.clone()),
             inner: match tls {
                 Some(tls) => Connector::Tls(PostgresConnectionManager::new(config, tls)),
                 None => Connector::Plain(PostgresConnectionManager::new(config, NoTls)),
@@ -203,18 +373,13 @@ impl PgStore {
         // so that a write is never sent on a connection that is already gone. r2d2 drops
         // a connection that failed the test when it comes back (`has_broken`).
         let mut tries = self.pool.max_size();
-        while self.suspect() && tries > 0 && conn.client.simple_query("").is_err() {
+        while self.suspect() && tries > 0 && conn.watched(|c| c.simple_query("")).is_err() {
             drop(conn);
             conn = self.pool.get()?;
             tries -= 1;
         }
         if !self.schema_ready.load(Ordering::Acquire) {
-            let mut tx = conn.client.transaction()?;
-            tx.execute("select pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
-            // "relation already exists, skipping" at every start is noise, not news.
-            tx.batch_execute("set local client_min_messages = warning")?;
-            tx.batch_execute(SCHEMA)?;
-            tx.commit()?;
+            conn.watched(create_schema)?;
             self.schema_ready.store(true, Ordering::Release);
         }
         Ok(conn)
@@ -374,6 +539,15 @@ impl Store for PgStore {
         let rows = self.write(|c| c.query(sql, &id_and_user(&id, &user_id)))?;
         rows.first().map(task).transpose()
     }
+}
+
+fn create_schema(client: &mut Client) -> Result<(), postgres::Error> {
+    let mut tx = client.transaction()?;
+    tx.execute("select pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+    // "relation already exists, skipping" at every start is noise, not news.
+    tx.batch_execute("set local client_min_messages = warning")?;
+    tx.batch_execute(SCHEMA)?;
+    tx.commit()
 }
 
 /// The statement behind `GET /api/tasks` for this query; `$1` is the user id. Public for

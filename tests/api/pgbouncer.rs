@@ -321,3 +321,17 @@ fn a_statement_missing_on_the_server_connection_is_sent_unnamed_and_the_cache_tu
     drop(server);
     drop(db);
 }
+
+/// Cancel requests reach the statements through the pooler, as through Neon's.
+#[test]
+fn a_statement_waiting_too_long_behind_pgbouncer_is_cancelled_through_it() {
+    let Some((db, _bouncer, pooled)) = pooled_database(4) else {
+        return;
+    };
+    let app = TestApp::spawn_with(TestDb::new(&Engine::Sqlite), |c| {
+        c.database = Database::Postgres(pooled.clone());
+        c.workers = 4;
+        c.pool_size = 4;
+    });
+    crate::statements::lock_waits_end_in_503s_and_health_answers_meanwhile(&app, &db);
+}

@@ -3,6 +3,8 @@
 //! statements, on every route; a value that does not decode is 500, not 503; and a
 //! prepared statement whose table changed under it is prepared again.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 use todo_api::config::Database;
 use todo_api::Config;
@@ -165,4 +167,109 @@ fn a_statement_or_lock_timeout_is_503_and_passes() {
             "{option}: the refused toggle did nothing"
         );
     }
+}
+
+#[test]
+fn a_statement_that_waits_too_long_is_cancelled_and_health_answers_meanwhile() {
+    // Another session holds a lock for long, as a migration or a stuck transaction does,
+    // and the database has no statement_timeout: every worker ends up waiting on it.
+    let Some(app) = postgres_app(|c| {
+        c.workers = 4;
+        c.pool_size = 4;
+    }) else {
+        return;
+    };
+    lock_waits_end_in_503s_and_health_answers_meanwhile(&app, &app.db);
+}
+
+/// Locks `tasks` in `db` (the database behind `app`, whose 4 workers and pooled connections
+/// all end up waiting on the lock) and checks that the waits are cancelled in the database
+/// and answered 503, that /health answers meanwhile, and that all is served once the lock
+/// is gone. Shared with pgbouncer.rs: cancel requests go through the pooler.
+pub fn lock_waits_end_in_503s_and_health_answers_meanwhile(app: &TestApp, db: &TestDb) {
+    let alice = app.user("alice");
+    let id = app.create(&alice, r#"{"title": "locked"}"#)["id"].clone();
+    let mut locker = db.postgres_client().unwrap();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("lock table tasks in access exclusive mode")
+        .unwrap();
+    let started = Instant::now();
+    let requests: Vec<_> = [
+        ("GET", "/api/tasks".to_string()),
+        ("GET", "/api/tasks?status=pending".to_string()),
+        ("GET", format!("/api/tasks/{id}")),
+        ("PATCH", format!("/api/tasks/{id}/complete")),
+    ]
+    .into_iter()
+    .map(|(method, path)| {
+        let alice = alice.clone();
+        std::thread::spawn(move || {
+            let r = alice.send(method, &path, None, &[]);
+            (format!("{method} {path}"), r, started.elapsed())
+        })
+    })
+    .collect();
+    let mut watcher = db.postgres_client().unwrap();
+    let waiting = |watcher: &mut postgres::Client| -> i64 {
+        watcher
+            .query_one(
+                "select count(*) from pg_stat_activity \
+                 where datname = current_database() and wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    while waiting(&mut watcher) < 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "the four requests never all waited on the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Every worker and pooled connection waits: a monitor still gets its answer, and the
+    // docs are served.
+    let asked = Instant::now();
+    let health = app.anonymous().get("/health");
+    assert_eq!(health.status, 503, "{}", health.text());
+    assert_eq!(health.header("Retry-After"), Some("1"));
+    assert_eq!(health.json()["database"], "unavailable");
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "/health waited {:?}, behind the statements",
+        asked.elapsed()
+    );
+    assert_eq!(app.anonymous().get("/openapi.json").status, 200);
+
+    // The waiting statements are cancelled in the database, their requests told 503.
+    for request in requests {
+        let (what, r, took) = request.join().unwrap();
+        assert_eq!(r.status, 503, "{what}: {}", r.text());
+        assert_eq!(r.header("Retry-After"), Some("1"), "{what}");
+        assert!(
+            took < Duration::from_secs(15),
+            "{what}: answered after {took:?}"
+        );
+    }
+    assert_eq!(
+        waiting(&mut watcher),
+        0,
+        "statements still wait on the lock in the database"
+    );
+    lock.rollback().unwrap();
+
+    // Once the lock is gone all is served again, and the cancelled toggle changed nothing.
+    let task = alice.get(&format!("/api/tasks/{id}"));
+    assert_eq!(task.status, 200, "{}", task.text());
+    assert_eq!(
+        task.json()["completed"],
+        false,
+        "the cancelled toggle did nothing"
+    );
+    let toggled = alice.patch(&format!("/api/tasks/{id}/complete"), "");
+    assert_eq!(toggled.status, 200, "{}", toggled.text());
+    assert_eq!(toggled.json()["completed"], true);
+    assert_eq!(alice.get("/api/tasks").json().as_array().unwrap().len(), 1);
+    assert_eq!(app.anonymous().get("/health").status, 200);
 }
