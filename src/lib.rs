@@ -40,6 +40,7 @@ pub fn start(config: Config) -> Result<Server, String> {
         store,
         auth: auth::Authenticator::new(&config),
         users: router::UserCache::new(),
+        health: router::HealthCheck::default(),
     };
     let server = Server::start(
         config.listen,

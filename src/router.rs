@@ -5,7 +5,8 @@
 //! wrong method without a valid token is 401, not 404 or 405.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 use crate::auth::{Authenticator, User};
 use crate::db::Store;
@@ -36,6 +37,8 @@ pub struct Ctx {
     pub auth: Authenticator,
     /// Users whose row is known to be up to date.
     pub users: UserCache,
+    /// `/health`'s database check.
+    pub health: HealthCheck,
 }
 
 /// Routes one request to its handler.
@@ -118,17 +121,42 @@ fn docs() -> Reply {
 /// `GET /health`: 200 when the database answers, 503 (with `Retry-After`, as every 503 of
 /// an unreachable database) when it does not.
 fn health(ctx: &Ctx) -> Reply {
-    match ctx.store.ping() {
-        Ok(()) => Reply::json(200, br#"{"status":"ok","database":"ok"}"#.to_vec()),
-        Err(e) => {
-            log::warn!("health check: {e}");
-            Reply::json(
-                503,
-                br#"{"status":"unavailable","database":"unavailable","detail":"The database is unavailable."}"#
-                    .to_vec(),
-            )
-            .with_header("Retry-After", "1")
+    if ctx.health.database_ok(ctx.store.as_ref()) {
+        return Reply::json(200, br#"{"status":"ok","database":"ok"}"#.to_vec());
+    }
+    Reply::json(
+        503,
+        br#"{"status":"unavailable","database":"unavailable","detail":"The database is unavailable."}"#
+            .to_vec(),
+    )
+    .with_header("Retry-After", "1")
+}
+
+/// `/health`'s database check, one at a time: a request that comes while one runs waits for
+/// it and takes its outcome, which is news to it (the check ended after the request came).
+/// `/health` takes no request slot (server.rs), so without this a flood of it could hold
+/// every pooled connection; with it, it holds one.
+#[derive(Default)]
+pub struct HealthCheck {
+    /// When the last check ended, and whether the database answered.
+    last: Mutex<Option<(Instant, bool)>>,
+}
+
+impl HealthCheck {
+    fn database_ok(&self, store: &dyn Store) -> bool {
+        let asked = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((ended, ok)) = *last {
+            if ended >= asked {
+                return ok;
+            }
         }
+        let ok = store
+            .ping()
+            .map_err(|e| log::warn!("health check: {e}"))
+            .is_ok();
+        *last = Some((Instant::now(), ok));
+        ok
     }
 }
 

@@ -61,19 +61,14 @@ impl PgConn {
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, postgres::Error> {
-        let started = self.watch.begin();
-        let result = self.query_unwatched(sql, params);
-        self.watch.end(started);
-        result
+        let _watching = self.watch.clone().begin();
+        self.query_unwatched(sql, params)
     }
 
-    /// Runs `f` on the client under the watchdog's eye, as `query` does (which cannot lend
-    /// the client alone: its statement cache is needed too).
+    /// Runs `f` on the client under the watchdog's eye, as `query` does.
     fn watched<T>(&mut self, f: impl FnOnce(&mut Client) -> T) -> T {
-        let started = self.watch.begin();
-        let result = f(&mut self.client);
-        self.watch.end(started);
-        result
+        let _watching = self.watch.clone().begin();
+        f(&mut self.client)
     }
 
     /// Runs a statement in one round trip: a statement prepared once per connection while
@@ -184,45 +179,93 @@ impl r2d2::ManageConnection for Manager {
     fn has_broken(&self, conn: &mut PgConn) -> bool {
         // A cancelled connection is closed rather than reused: a cancel request that arrives
         // late would stop whatever statement it is running by then.
-        conn.client.is_closed() || conn.watch.cancelled()
+        conn.client.is_closed() || !conn.watch.idle()
     }
 }
 
 /// What the watchdog knows of one connection.
 struct Watch {
-    /// Since when (ms since `epoch`, plus one) a statement has been under way; 0 while none
-    /// is; `CANCELLED` for good once the watchdog has cancelled one.
-    since: AtomicU64,
+    marks: Marks,
     epoch: Instant,
     token: CancelToken,
 }
 
-const CANCELLED: u64 = u64::MAX;
-
 impl Watch {
-    /// Marks a statement under way; `end` takes what this returns.
-    fn begin(&self) -> u64 {
-        let now = self.epoch.elapsed().as_millis() as u64 + 1;
-        // On a cancelled connection (a second statement of the same request) nothing is
-        // watched: its cancel is already on its way.
-        match self
-            .since
-            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => now,
-            Err(_) => 0,
+    /// Marks a statement under way until the guard returned is dropped (by a panic too).
+    fn begin(self: Arc<Watch>) -> Watching {
+        let started = self.marks.begin(self.now());
+        Watching(self, started)
+    }
+
+    /// Whether no statement is marked and no cancel was ever sent.
+    fn idle(&self) -> bool {
+        self.marks.idle()
+    }
+
+    /// Milliseconds since `epoch`, at least 1.
+    fn now(&self) -> u64 {
+        (self.epoch.elapsed().as_millis() as u64 + 1).min(DOOMED - 1)
+    }
+}
+
+/// A statement under way on a connection, from `Watch::begin` until dropped.
+struct Watching(Arc<Watch>, u64);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.marks.end(self.1);
+    }
+}
+
+/// One connection's state in one atomic word, so that the watchdog can claim exactly the
+/// statement it saw: since when (ms, at least 1) a statement has been under way, 0 while
+/// none is; plus `DOOMED` for good once a cancel request was sent for one of its statements.
+struct Marks(AtomicU64);
+
+const DOOMED: u64 = 1 << 63;
+
+impl Marks {
+    /// Marks a statement begun at `now`; `end` takes what this returns. Only a guard leaked
+    /// by `mem::forget` could leave a statement marked: the next one goes unwatched (0).
+    fn begin(&self, now: u64) -> u64 {
+        let begun = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                (state & !DOOMED == 0).then_some(state | now)
+            });
+        if begun.is_ok() {
+            now
+        } else {
+            0
         }
     }
 
+    /// Unmarks the statement begun at `started`, unless the watchdog has claimed it.
     fn end(&self, started: u64) {
-        // Fails, and so leaves `CANCELLED`, if the watchdog got there first.
         let _ = self
-            .since
-            .compare_exchange(started, 0, Ordering::AcqRel, Ordering::Acquire);
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                (started != 0 && state & !DOOMED == started).then_some(state & DOOMED)
+            });
     }
 
-    fn cancelled(&self) -> bool {
-        self.since.load(Ordering::Acquire) == CANCELLED
+    /// Claims the statement under way if it began over `deadline` ms before `now`: true
+    /// when the caller is to cancel it. A statement that ended meanwhile (and any begun
+    /// since) is not claimed. The claim clears its start, so that a later statement on the
+    /// connection is watched in turn.
+    fn claim(&self, now: u64, deadline: u64) -> bool {
+        let state = self.0.load(Ordering::Acquire);
+        let started = state & !DOOMED;
+        started != 0
+            && now.saturating_sub(started) > deadline
+            && self
+                .0
+                .compare_exchange(state, DOOMED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    fn idle(&self) -> bool {
+        self.0.load(Ordering::Acquire) == 0
     }
 }
 
@@ -263,7 +306,7 @@ impl Watchdog {
 
     fn watch(&self, token: CancelToken) -> Arc<Watch> {
         let watch = Arc::new(Watch {
-            since: AtomicU64::new(0),
+            marks: Marks(AtomicU64::new(0)),
             epoch: self.epoch,
             token,
         });
@@ -271,49 +314,45 @@ impl Watchdog {
         watch
     }
 
-    /// Cancels every statement past the deadline, each from a thread of its own (a cancel
-    /// request opens a connection: to a database in trouble that may take a while).
+    /// Cancels every statement past the deadline.
     fn look(&self) {
-        let now = self.epoch.elapsed().as_millis() as u64 + 1;
         let deadline = STATEMENT_DEADLINE.as_millis() as u64;
         let mut watches = self.lock();
         watches.retain(|weak| {
             let Some(watch) = weak.upgrade() else {
                 return false;
             };
-            let since = watch.since.load(Ordering::Acquire);
-            let overdue = since != 0 && since != CANCELLED && now - since > deadline;
-            // Only the statement seen here: if it has ended meanwhile, nothing is cancelled.
-            if overdue
-                && watch
-                    .since
-                    .compare_exchange(since, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            {
-                log::warn!(
-                    "a statement has waited {} s for the database: cancelling it",
-                    STATEMENT_DEADLINE.as_secs()
-                );
-                let token = watch.token.clone();
-                let tls = self.tls.clone();
-                let cancel = move || {
-                    let sent = match tls {
-                        Some(tls) => token.cancel_query(tls),
-                        None => token.cancel_query(NoTls),
-                    };
-                    if let Err(e) = sent {
-                        log::warn!("cancelling a statement failed: {e}");
-                    }
-                };
-                if let Err(e) = std::thread::Builder::new()
-                    .name("pg-cancel".into())
-                    .spawn(cancel)
-                {
-                    log::warn!("cannot start a thread to cancel a statement: {e}");
-                }
+            if watch.marks.claim(watch.now(), deadline) {
+                self.cancel(&watch);
             }
             true
         });
+    }
+
+    /// Sends the cancel request from a thread of its own: it opens a connection, which to a
+    /// database in trouble may take up to twice `connect_timeout`.
+    fn cancel(&self, watch: &Watch) {
+        log::warn!(
+            "a statement has waited {} s for the database: cancelling it",
+            STATEMENT_DEADLINE.as_secs()
+        );
+        let token = watch.token.clone();
+        let tls = self.tls.clone();
+        let cancel = move || {
+            let sent = match tls {
+                Some(tls) => token.cancel_query(tls),
+                None => token.cancel_query(NoTls),
+            };
+            if let Err(e) = sent {
+                log::warn!("cancelling a statement failed: {e}");
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("pg-cancel".into())
+            .spawn(cancel)
+        {
+            log::warn!("cannot start a thread to cancel a statement: {e}");
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Watch>>> {
@@ -388,13 +427,23 @@ impl PgStore {
     /// Runs a read-only query, once more on a fresh connection if the pooled one turned out
     /// to be dead (the database restarted since it was opened). Reads are safe to repeat.
     fn read<T>(&self, f: impl Fn(&mut PgConn) -> Result<T, postgres::Error>) -> Result<T> {
-        let mut conn = self.conn()?;
+        self.retried(|| self.conn(), f)
+    }
+
+    /// Runs `f` on a connection from `checkout`, once more on a fresh one if that one turned
+    /// out to be dead.
+    fn retried<T>(
+        &self,
+        checkout: impl Fn() -> Result<Conn>,
+        f: impl Fn(&mut PgConn) -> Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let mut conn = checkout()?;
         match f(&mut conn) {
             Err(e) if conn.client.is_closed() => {
                 self.mark_suspect();
                 log::debug!("retrying a read on a fresh connection after: {e}");
                 drop(conn);
-                Ok(f(&mut *self.conn()?)?)
+                Ok(f(&mut *checkout()?)?)
             }
             other => Ok(other?),
         }
@@ -428,9 +477,10 @@ impl Store for PgStore {
     }
 
     fn ping(&self) -> Result<()> {
-        // Bounded, so that /health answers even when the database hangs without closing
-        // its connections (no other statement has a client-side time limit).
-        self.read(|c| c.client.is_valid(PING_TIMEOUT))
+        // Bounded (2 s for a connection, 2 s for the answer), so that /health answers even
+        // when the database hangs without closing its connections: a plain checkout, with
+        // none of `conn`'s statements (the schema is the requests' business).
+        self.retried(|| Ok(self.pool.get()?), |c| c.client.is_valid(PING_TIMEOUT))
     }
 
     fn upsert_user(&self, user: &User) -> Result<()> {
@@ -715,6 +765,38 @@ mod tests {
         );
         assert!(Micros::from_sql(&Type::TIMESTAMPTZ, &[0; 4]).is_err());
         assert!(Micros::accepts(&Type::TIMESTAMPTZ) && !Micros::accepts(&Type::TIMESTAMP));
+    }
+
+    #[test]
+    fn the_watchdog_claims_only_the_overdue_statement_it_saw() {
+        let marks = Marks(AtomicU64::new(0));
+        // A statement that ends in time is never claimed, and leaves the connection idle.
+        let a = marks.begin(10);
+        assert!(!marks.claim(5_000, 5_000), "not yet overdue");
+        marks.end(a);
+        assert!(marks.idle());
+        assert!(!marks.claim(99_000, 5_000), "nothing under way");
+        // One overdue is claimed once; its end then leaves the connection doomed.
+        let b = marks.begin(20_000);
+        assert!(!marks.claim(19_999, 5_000), "a clock read before it began");
+        assert!(marks.claim(25_001, 5_000));
+        assert!(!marks.claim(25_002, 5_000), "claimed twice");
+        marks.end(b);
+        assert!(!marks.idle(), "a cancelled connection is not reused");
+        // A later statement on the doomed connection is watched in turn.
+        let c = marks.begin(26_000);
+        assert_eq!(c, 26_000);
+        assert!(marks.claim(31_001, 5_000));
+        marks.end(c);
+        let d = marks.begin(32_000);
+        marks.end(d);
+        assert!(!marks.idle() && !marks.claim(99_000, 5_000));
+        // Each statement is judged by its own start, not by an earlier one's.
+        let fresh = Marks(AtomicU64::new(0));
+        let e = fresh.begin(1_000);
+        fresh.end(e);
+        fresh.begin(7_000);
+        assert!(!fresh.claim(7_001, 5_000));
     }
 
     #[test]

@@ -137,7 +137,7 @@ impl Store for SqliteStore {
 
     fn ping(&self) -> Result<()> {
         let conn = self.conn()?;
-        conn.query_row("select count(*) from users", [], |_| Ok(()))?;
+        conn.query_row("select exists (select 1 from users)", [], |_| Ok(()))?;
         Ok(())
     }
 

@@ -549,7 +549,9 @@ fn a_frozen_postgres_is_reported_by_health_and_waiting_requests_complete_after()
 /// Frozen for longer than the statement deadline (5 s): the server's cancel requests reach a
 /// postmaster that cannot take them until the thaw. Each waiting request is then answered,
 /// 503 or its success, and the database holds exactly what was acknowledged. (A host that
-/// stops acknowledging is cut off sooner, by the 15 s TCP user timeout.)
+/// stops acknowledging is cut off sooner, by the 15 s TCP user timeout.) That cancels work
+/// is statements.rs's and pgbouncer.rs's to show; this shows that they do no harm when
+/// they cannot get through.
 #[test]
 fn a_postgres_frozen_past_the_statement_deadline_loses_nothing_acknowledged() {
     frozen_postgres(Duration::from_secs(6));
