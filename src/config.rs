@@ -44,6 +44,9 @@ pub struct Config {
     /// default). Behind a transaction-mode pooler (Neon's `-pooler` endpoint) the store finds
     /// out on its first missing statement and sends every statement unnamed from then on.
     pub statement_cache: bool,
+    /// Bytes that large reply bodies may hold at once (`http::BodyBudget`); not read from
+    /// the environment.
+    pub body_budget: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -142,6 +145,7 @@ impl Config {
             workers,
             pool_size,
             statement_cache: parse_bool("DB_STATEMENT_CACHE", get("DB_STATEMENT_CACHE"), true)?,
+            body_budget: crate::http::BODY_BUDGET_BYTES,
         })
     }
 }

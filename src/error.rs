@@ -38,6 +38,8 @@ pub enum Error {
     PayloadTooLarge,
     /// 503: the database cannot be reached; the cause is logged.
     Unavailable(String),
+    /// 503: a large body would take more memory than the server gives such bodies now.
+    Busy,
     /// 500: a bug or an unexpected database answer; the cause is logged.
     Internal(String),
 }
@@ -71,7 +73,7 @@ impl Error {
             Error::NotFound(_) => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::PayloadTooLarge => 413,
-            Error::Unavailable(_) => 503,
+            Error::Unavailable(_) | Error::Busy => 503,
             Error::Internal(_) => 500,
         }
     }
@@ -103,6 +105,10 @@ impl Error {
             Error::MethodNotAllowed(_) => ("Method not allowed.", &[]),
             Error::PayloadTooLarge => ("Request body is larger than 65536 bytes.", &[]),
             Error::Unavailable(_) => ("The database is unavailable; try again shortly.", &[]),
+            Error::Busy => (
+                "The server is busy sending other large answers; try again shortly.",
+                &[],
+            ),
             Error::Internal(_) => ("internal server error", &[]),
         };
         let body = serde_json::to_vec(&Body { detail, errors }).expect("serializing strings");
@@ -113,7 +119,7 @@ impl Error {
                 reply.header("WWW-Authenticate", r#"Bearer error="invalid_token""#)
             }
             Error::MethodNotAllowed(allow) => reply.header("Allow", *allow),
-            Error::Unavailable(_) => reply.header("Retry-After", "1"),
+            Error::Unavailable(_) | Error::Busy => reply.header("Retry-After", "1"),
             _ => {}
         }
         reply

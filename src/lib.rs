@@ -41,6 +41,7 @@ pub fn start(config: Config) -> Result<Server, String> {
         auth: auth::Authenticator::new(&config),
         users: router::UserCache::new(),
         health: router::HealthCheck::default(),
+        bodies: http::BodyBudget::new(config.body_budget),
     };
     let server = Server::start(
         config.listen,

@@ -20,6 +20,28 @@ Environment: DATABASE_URL, PGSSLROOTCERT, BETTER_AUTH_SECRET, BETTER_AUTH_URL, J
 JWT_ISSUER, JWT_AUDIENCE, CORS_ORIGINS, HOST, PORT, WORKERS, DB_POOL_SIZE,
 DB_STATEMENT_CACHE, RUST_LOG.";
 
+/// glibc's malloc serves a block from its own heaps once a block that large was freed, and
+/// keeps what it frees there: after a few lists of 27 MB the server held 450–570 MB for good
+/// (and 16 concurrent ones peaked at 500 MB). A fixed threshold keeps blocks of 256 KiB and
+/// more in mappings of their own, given back when freed: 16 MB idle after the same, 65 MB
+/// at the peak. The smaller blocks every request uses are not affected.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_large_blocks_to_the_system() {
+    extern "C" {
+        fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    /// glibc's malloc.h.
+    const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+    // SAFETY: mallopt only changes a setting of the allocator; called once, before any
+    // thread that allocates has been started.
+    if unsafe { mallopt(M_MMAP_THRESHOLD, 256 * 1024) } != 1 {
+        eprintln!("todo-api: could not set malloc's mmap threshold; carrying on");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_large_blocks_to_the_system() {}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -41,6 +63,7 @@ fn main() -> ExitCode {
 }
 
 fn serve() -> ExitCode {
+    return_large_blocks_to_the_system();
     // `RUST_LOG` too may come from `.env`, so the logger is built from the same lookup.
     let lookup = todo_api::config::env_or_dotenv();
     let mut logger = env_logger::Builder::new();

@@ -39,6 +39,8 @@ pub struct Ctx {
     pub users: UserCache,
     /// `/health`'s database check.
     pub health: HealthCheck,
+    /// Memory for large reply bodies.
+    pub bodies: std::sync::Arc<crate::http::BodyBudget>,
 }
 
 /// Routes one request to its handler.
@@ -115,6 +117,7 @@ fn docs() -> Reply {
         content_type: Some("text/html; charset=utf-8"),
         headers: Vec::new(),
         body: PAGE.as_bytes().to_vec(),
+        hold: None,
     }
 }
 

@@ -153,13 +153,13 @@ fn wait_while(deadline: Instant, busy: impl Fn() -> bool) {
     }
 }
 
-fn worker(http: &tiny_http::Server, shared: &Shared) {
+fn worker(http: &tiny_http::Server, shared: &Arc<Shared>) {
     loop {
         match http.recv() {
             Ok(request) => {
-                let _slot = shared.slots.take();
-                let _in_flight = InFlight::new(&shared.in_flight);
-                handle(shared, request);
+                let slot = shared.slots.take();
+                let in_flight = InFlight::new(shared);
+                handle(shared, request, Some(slot), in_flight, Writer::Worker);
             }
             Err(_) if shared.stopping.load(Ordering::SeqCst) => return,
             // The listener's own shutdown surfaces here once; it is expected.
@@ -175,9 +175,9 @@ fn worker(http: &tiny_http::Server, shared: &Shared) {
 ///
 /// `/health` and the docs take no slot (`router::answers_without_waiting`): when the database
 /// hangs and every slot waits on it, a monitor still learns that it does.
-fn handle_direct(shared: &Shared, rq: tiny_http::Request) -> Option<tiny_http::Request> {
+fn handle_direct(shared: &Arc<Shared>, rq: tiny_http::Request) -> Option<tiny_http::Request> {
     let path = rq.url().split_once('?').map_or(rq.url(), |(path, _)| path);
-    let _slot = if router::answers_without_waiting(rq.method().as_str(), path) {
+    let slot = if router::answers_without_waiting(rq.method().as_str(), path) {
         None
     } else {
         let Some(slot) = shared.slots.try_take() else {
@@ -188,28 +188,29 @@ fn handle_direct(shared: &Shared, rq: tiny_http::Request) -> Option<tiny_http::R
     };
     // Counted before `stopping` is read: a shutdown that has set it waits for this count,
     // so a request is either answered in full or left unanswered (never cut off midway).
-    let _in_flight = InFlight::new(&shared.in_flight);
+    let in_flight = InFlight::new(shared);
     if shared.stopping.load(Ordering::SeqCst) {
         shared.slots.queue();
         return Some(rq);
     }
-    handle(shared, rq);
+    handle(shared, rq, slot, in_flight, Writer::Connection);
     None
 }
 
-/// One request counted in `Shared::in_flight` until dropped (even by a panic).
-struct InFlight<'a>(&'a AtomicUsize);
+/// One request counted in `Shared::in_flight` until dropped (even by a panic), which is
+/// once its answer is written.
+struct InFlight(Arc<Shared>);
 
-impl<'a> InFlight<'a> {
-    fn new(count: &'a AtomicUsize) -> InFlight<'a> {
-        count.fetch_add(1, Ordering::SeqCst);
-        InFlight(count)
+impl InFlight {
+    fn new(shared: &Arc<Shared>) -> InFlight {
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(shared.clone())
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -297,14 +298,36 @@ impl Drop for Slot<'_> {
     }
 }
 
-fn handle(shared: &Shared, mut rq: tiny_http::Request) {
+/// Which thread writes an answer once it is built, without the request's slot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// The connection's own thread: the request was answered there.
+    Connection,
+    /// A worker: it writes small answers itself; a larger one (which a client that does not
+    /// read could keep unwritten for the 10 s write timeout) goes to a thread of its own,
+    /// so that such clients never hold the workers the queued requests wait for.
+    Worker,
+}
+
+/// Answers that a worker writes itself: at most this many body bytes, which the kernel's
+/// socket buffer takes at once (16 KiB to begin with, on Linux).
+const WORKER_WRITES_UP_TO: usize = 16 * 1024;
+
+/// Builds the answer holding the request's slot, gives the slot back, then writes it: a
+/// client slow to read its answer holds no slot (nor, with `Writer`, a worker).
+fn handle(
+    shared: &Arc<Shared>,
+    mut rq: tiny_http::Request,
+    slot: Option<Slot<'_>>,
+    in_flight: InFlight,
+    writer: Writer,
+) {
     let started = Instant::now();
     let request_id = shared.ids.for_request(header(&rq, "X-Request-Id"));
     let origin = header(&rq, "Origin").map(str::to_string);
     let method = rq.method().as_str().to_ascii_uppercase();
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-
     let reply = if method == "OPTIONS" {
         // API.md, CORS: preflights never need a token; an unknown origin gets no headers.
         Ok(preflight(&shared.cors_origins, origin.as_deref()))
@@ -352,19 +375,84 @@ fn handle(shared: &Shared, mut rq: tiny_http::Request) {
     if rq.is_last_on_connection() || reply.status == 413 || shared.draining.load(Ordering::SeqCst) {
         reply.header("Connection", "close");
     }
-    let status = reply.status;
-    if let Err(e) = rq.respond(to_response(reply)) {
-        log::debug!("request {request_id}: writing the response failed: {e}");
+    drop(slot);
+    let answer = Answer {
+        rq,
+        reply,
+        request_id,
+        method,
+        url,
+        started,
+        _in_flight: in_flight,
+    };
+    if writer == Writer::Worker && answer.reply.body.len() > WORKER_WRITES_UP_TO {
+        // Taken back if the thread cannot be started, and written here after all.
+        let answer = Arc::new(Mutex::new(Some(answer)));
+        let theirs = answer.clone();
+        let spawned = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || {
+                if let Some(answer) = take(&theirs) {
+                    answer.send();
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a thread to write an answer, writing it here: {e}");
+            if let Some(answer) = take(&answer) {
+                answer.send();
+            }
+        }
+    } else {
+        answer.send();
     }
-    // Tenths of a millisecond, rounded, in integers (float formatting was ~600 instructions).
-    let tenths = (started.elapsed().as_micros() + 50) / 100;
-    log::info!(
-        "{} {} {status} {}.{}ms id={request_id}",
-        loggable(&method),
-        loggable(path),
-        tenths / 10,
-        tenths % 10
-    );
+}
+
+fn take(answer: &Mutex<Option<Answer>>) -> Option<Answer> {
+    answer.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// A built answer on its way to the client, with what its log line needs.
+struct Answer {
+    rq: tiny_http::Request,
+    reply: Reply,
+    request_id: String,
+    method: String,
+    url: String,
+    started: Instant,
+    /// Released once the answer is written, which a shutdown waits for.
+    _in_flight: InFlight,
+}
+
+impl Answer {
+    fn send(self) {
+        let Answer {
+            rq,
+            mut reply,
+            request_id,
+            method,
+            url,
+            started,
+            ..
+        } = self;
+        let path = url.split_once('?').map_or(url.as_str(), |(path, _)| path);
+        let status = reply.status;
+        // The body's share of the budget is held until it has been written.
+        let hold = reply.hold.take();
+        if let Err(e) = rq.respond(to_response(reply)) {
+            log::debug!("request {request_id}: writing the response failed: {e}");
+        }
+        drop(hold);
+        // Tenths of a millisecond, rounded, in integers (float formatting was ~600
+        // instructions).
+        let tenths = (started.elapsed().as_micros() + 50) / 100;
+        log::info!(
+            "{} {} {status} {}.{}ms id={request_id}",
+            loggable(&method),
+            loggable(path),
+            tenths / 10,
+            tenths % 10
+        );
+    }
 }
 
 /// `text` for a log line: control characters (an escape sequence a client put in its request

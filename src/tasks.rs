@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::auth::User;
 use crate::db::Task;
 use crate::error::{Error, FieldError, Result};
-use crate::http::{Reply, Request};
+use crate::http::{Reply, Request, UNCOUNTED_BODY_BYTES};
 use crate::json;
 use crate::router::Ctx;
 use crate::time::Micros;
@@ -21,15 +21,29 @@ pub fn list(ctx: &Ctx, user: &User, req: &Request) -> Result<Reply> {
     let query = ListQuery::parse(req.query)?;
     // About 230 bytes a task: a list of up to ~70 tasks is written without growing.
     let mut body = Vec::with_capacity(16 * 1024);
+    let mut hold = ctx.bodies.hold();
+    let mut refused = false;
     body.push(b'[');
     ctx.store.list(&user.id, &query, &mut |task| {
+        if refused {
+            return;
+        }
         if body.len() > 1 {
             body.push(b',');
         }
         json::task(&mut body, task);
+        if body.capacity() > UNCOUNTED_BODY_BYTES && !hold.cover(body.capacity()) {
+            refused = true;
+            body = Vec::new();
+        }
     })?;
+    if refused {
+        return Err(Error::Busy);
+    }
     body.push(b']');
-    Ok(Reply::json(200, body))
+    let mut reply = Reply::json(200, body);
+    reply.hold = Some(hold);
+    Ok(reply)
 }
 
 /// `POST /api/tasks`

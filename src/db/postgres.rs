@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use postgres::config::SslMode;
 use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{FromSql, ToSql, Type};
 use postgres::{CancelToken, Client, NoTls, Row, Statement};
 use postgres_native_tls::MakeTlsConnector;
@@ -493,12 +494,32 @@ impl Store for PgStore {
         query: &ListQuery,
         each: &mut dyn FnMut(&Task<&str>),
     ) -> Result<()> {
-        let sql = list_sql(query);
-        let rows = self.read(|c| c.query(&sql, &[(&user_id, Type::TEXT)]))?;
-        for row in &rows {
-            each(&task(row)?);
+        let short = list_sql(query, Some(WHOLE_LIST_ROWS + 1));
+        let rows = self.read(|c| c.query(&short, &[(&user_id, Type::TEXT)]))?;
+        if rows.len() <= WHOLE_LIST_ROWS {
+            for row in &rows {
+                each(&task(row)?);
+            }
+            return Ok(());
         }
-        Ok(())
+        drop(rows);
+        // A long list is fetched again, row by row as the driver receives them (it holds a
+        // few at a time), so that a user's thousands of tasks are never all in memory at
+        // once: only the body they make, which `http::BodyBudget` bounds. Unnamed (these are
+        // rare) and not retried, since some rows may have been written out already.
+        let full = list_sql(query, None);
+        let mut conn = self.conn()?;
+        let streamed = conn.watched(|c| -> Result<()> {
+            let mut rows = c.query_typed_raw(&full, [(user_id, Type::TEXT)])?;
+            while let Some(row) = rows.next()? {
+                each(&task(&row)?);
+            }
+            Ok(())
+        });
+        if streamed.is_err() && conn.client.is_closed() {
+            self.mark_suspect();
+        }
+        streamed
     }
 
     fn create(&self, user: &User, new: &NewTask) -> Result<Task> {
@@ -600,14 +621,21 @@ fn create_schema(client: &mut Client) -> Result<(), postgres::Error> {
     tx.commit()
 }
 
+/// Lists of up to this many tasks are fetched whole, in one round trip.
+pub const WHOLE_LIST_ROWS: usize = 500;
+
 /// The statement behind `GET /api/tasks` for this query; `$1` is the user id. Public for
 /// the test that EXPLAINs every variant against the indexes of schema.sql.
-pub fn list_sql(query: &ListQuery) -> String {
-    format!(
+pub fn list_sql(query: &ListQuery, limit: Option<usize>) -> String {
+    let mut sql = format!(
         "select {COLUMNS} from tasks where user_id = $1{} order by {}",
         status_clause(query.status),
         order_clause(query, r#"lower(title collate "C")"#)
-    )
+    );
+    if let Some(limit) = limit {
+        sql.push_str(&format!(" limit {limit}"));
+    }
+    sql
 }
 
 /// Creates the user's row or refreshes its email and name. An email already held by

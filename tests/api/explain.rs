@@ -2,18 +2,23 @@
 //! of `GET /api/tasks` reads only the caller's rows, through an index, and the orders an
 //! index provides can be read in index order with no sort step (plans: bench/README.md).
 
-use todo_api::db::postgres::list_sql;
+use todo_api::db::postgres::{list_sql, WHOLE_LIST_ROWS};
 use todo_api::tasks::ListQuery;
 
 use crate::helpers::*;
 
-/// `EXPLAIN` of the list statement for this query string, as user `u7`.
+/// `EXPLAIN` of the list statements for this query string, as user `u7`: the one most lists
+/// are fetched with (`limit`) and the one a long list is streamed with, one after the other.
 fn plan(client: &mut postgres::Client, query: &str) -> String {
-    let sql = list_sql(&ListQuery::parse(query).unwrap());
-    let rows = client
-        .query(&format!("explain {sql}"), &[&"u7"])
-        .unwrap_or_else(|e| panic!("explain {sql}: {e}"));
-    rows.iter()
+    let query = ListQuery::parse(query).unwrap();
+    [Some(WHOLE_LIST_ROWS + 1), None]
+        .into_iter()
+        .flat_map(|limit| {
+            let sql = list_sql(&query, limit);
+            client
+                .query(&format!("explain {sql}"), &[&"u7"])
+                .unwrap_or_else(|e| panic!("explain {sql}: {e}"))
+        })
         .map(|r| r.get::<_, String>(0))
         .collect::<Vec<_>>()
         .join("\n")

@@ -10,6 +10,7 @@ mod explain;
 mod faults;
 mod isolation;
 mod jwks;
+mod large;
 mod lifecycle;
 mod openapi;
 mod outage;

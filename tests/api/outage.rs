@@ -924,7 +924,15 @@ fn sqlite_writes_again_once_its_file_is_writable_again() {
     // connections read-only, and their writes are refused.
     chmod(&db, 0o444);
     chmod(&dir.path(""), 0o555);
-    let during = burst();
+    // (A machine busy with other tests may serve a burst with the connections already
+    // open: up to five bursts.)
+    let mut during = Vec::new();
+    for _ in 0..5 {
+        during.extend(burst());
+        if during.contains(&503) {
+            break;
+        }
+    }
     assert!(during.iter().all(|s| [201, 503].contains(s)), "{during:?}");
     assert!(
         during.contains(&503),
