@@ -176,7 +176,8 @@ fn worker(http: &tiny_http::Server, shared: &Arc<Shared>) {
 /// `/health` and the docs take no slot (`router::answers_without_waiting`): when the database
 /// hangs and every slot waits on it, a monitor still learns that it does.
 fn handle_direct(shared: &Arc<Shared>, rq: tiny_http::Request) -> Option<tiny_http::Request> {
-    let path = rq.url().split_once('?').map_or(rq.url(), |(path, _)| path);
+    let target = origin_form(rq.url());
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
     let slot = if router::answers_without_waiting(rq.method().as_str(), path) {
         None
     } else {
@@ -326,7 +327,7 @@ fn handle(
     let request_id = shared.ids.for_request(header(&rq, "X-Request-Id"));
     let origin = header(&rq, "Origin").map(str::to_string);
     let method = rq.method().as_str().to_ascii_uppercase();
-    let url = rq.url().to_string();
+    let url = origin_form(rq.url()).to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let reply = if method == "OPTIONS" {
         // API.md, CORS: preflights never need a token; an unknown origin gets no headers.
@@ -452,6 +453,24 @@ impl Answer {
             tenths / 10,
             tenths % 10
         );
+    }
+}
+
+/// The path and query of a request target: itself, or those of an absolute-form target
+/// (`GET http://host/api/tasks HTTP/1.1`, which RFC 9112 §3.2.2 says a server must accept;
+/// it was 404). The authority in it is not used: nothing here depends on the host.
+fn origin_form(target: &str) -> &str {
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return target;
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return target;
+    }
+    match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+        // `http://host` or `http://host?q`: the path is `/`, and a query cannot be kept
+        // without one; served as `/`.
+        _ => "/",
     }
 }
 
@@ -645,6 +664,24 @@ mod tests {
             slots.try_take().is_some(),
             "with nothing queued, a connection's thread takes the free slot"
         );
+    }
+
+    #[test]
+    fn absolute_form_targets_are_served_as_their_path_and_query() {
+        for (target, served) in [
+            ("/api/tasks?sort=title", "/api/tasks?sort=title"),
+            ("http://127.0.0.1:8000/health", "/health"),
+            (
+                "HTTPS://api.example.com/api/tasks/3?x=1",
+                "/api/tasks/3?x=1",
+            ),
+            ("http://host", "/"),
+            ("http://host?q=1", "/"),
+            ("ftp://host/health", "ftp://host/health"),
+            ("/a://b", "/a://b"),
+        ] {
+            assert_eq!(origin_form(target), served, "{target}");
+        }
     }
 
     #[test]

@@ -928,6 +928,22 @@ fn transport_errors_are_answered_at_once_say_close_and_close() {
             b"GET /h\xc3\xa9alth HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
             400,
         ),
+        (
+            // It waited for the 10 s header deadline, then got a 408.
+            "lines ended by a bare line feed",
+            b"GET /health HTTP/1.1\nHost: x\n\n".to_vec(),
+            400,
+        ),
+        (
+            "a bare line feed among the headers",
+            b"GET /health HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "a version that is not one",
+            b"GET /health HTTP/1.x\r\nHost: x\r\n\r\n".to_vec(),
+            400,
+        ),
     ];
     for (context, raw, status) in &cases {
         let started = Instant::now();
@@ -959,6 +975,50 @@ fn transport_errors_are_answered_at_once_say_close_and_close() {
         );
     }
     assert_eq!(app.anonymous().get("/health").status, 200);
+}
+
+/// Request forms RFC 9112 asks a server to accept: a later HTTP/1 minor version (served as
+/// 1.1; it was 400), an absolute-form target (it was 404), and an empty line before a
+/// request line, as a client may send after a POST body (it was 400 and a closed connection).
+#[test]
+fn request_forms_rfc_9112_accepts_are_served() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let bearer = format!("Authorization: Bearer {}\r\n", token("alice"));
+    for (context, raw) in [
+        ("HTTP/1.2", "GET /health HTTP/1.2\r\nHost: x\r\n\r\n".to_string()),
+        ("HTTP/1.9", "GET /health HTTP/1.9\r\nHost: x\r\n\r\n".to_string()),
+        (
+            "absolute-form",
+            format!("GET http://127.0.0.1:{}/health HTTP/1.1\r\nHost: x\r\n\r\n", app.addr.port()),
+        ),
+        (
+            "absolute-form with a query, authenticated",
+            format!("GET HTTP://example.com/api/tasks?status=pending HTTP/1.1\r\nHost: x\r\n{bearer}\r\n"),
+        ),
+    ] {
+        let r = answer(&app, raw.as_bytes(), context);
+        assert_eq!(r.status, 200, "{context}: {}", r.text());
+    }
+
+    // A POST, a stray CRLF after its body, and a GET on the same connection: both served.
+    let body = r#"{"title": "then a CRLF"}"#;
+    let raw = format!(
+        "POST /api/tasks HTTP/1.1\r\nHost: x\r\n{bearer}Content-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}\r\n\
+         GET /api/tasks HTTP/1.1\r\nHost: x\r\n{bearer}Connection: close\r\n\r\n",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(app.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream);
+    let created = try_read_response(&mut reader).unwrap();
+    assert_eq!(created.status, 201, "{}", created.text());
+    let listed = try_read_response(&mut reader).unwrap();
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    assert_eq!(listed.json()[0]["title"], "then a CRLF");
 }
 
 // SIGTERM under load.

@@ -66,6 +66,8 @@ enum LineError {
     Idle,
     /// todo-api patch: a request line with a byte outside ASCII.
     NotAscii,
+    /// todo-api patch: a line ended by `\n` alone (RFC 9112 §2.2 lets a server refuse it).
+    BareLf,
 }
 
 /// Error that can happen when reading a request.
@@ -94,7 +96,7 @@ impl From<LineError> for ReadError {
                 "request headers took too long",
             )),
             LineError::Idle => ReadError::Idle,
-            LineError::NotAscii => ReadError::WrongRequestLine,
+            LineError::NotAscii | LineError::BareLf => ReadError::WrongRequestLine,
         }
     }
 }
@@ -198,17 +200,16 @@ impl ClientConnection {
                 return Err(LineError::Deadline);
             }
 
-            // The line ends at the first `\n` preceded by `\r` (a lone `\n` is part of it).
+            // The line ends at the first `\n`, which must follow a `\r`. todo-api patch: a
+            // lone `\n` is refused at once (it was kept in the line, and a request sent with
+            // bare line feeds waited for the 10 s header deadline, then got a 408).
             let mut end = None;
-            let mut from = 0;
-            while let Some(at) = available[from..].iter().position(|&b| b == b'\n') {
-                let i = from + at;
+            if let Some(i) = available.iter().position(|&b| b == b'\n') {
                 let prev = if i == 0 { self.line.last().copied() } else { Some(available[i - 1]) };
-                if prev == Some(b'\r') {
-                    end = Some(i + 1);
-                    break;
+                if prev != Some(b'\r') {
+                    return Err(LineError::BareLf);
                 }
-                from = i + 1;
+                end = Some(i + 1);
             }
             let taken = end.unwrap_or(available.len());
             self.line.extend_from_slice(&available[..taken]);
@@ -260,7 +261,15 @@ impl ClientConnection {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line(MAX_REQUEST_LINE, &mut deadline, false)?;
+                // todo-api patch: empty lines before a request line are skipped (RFC 9112
+                // §2.2: a client may send a CRLF after a POST body); a few, not forever.
+                let mut line = self.read_next_line(MAX_REQUEST_LINE, &mut deadline, false)?;
+                for _ in 0..4 {
+                    if !line.is_empty() {
+                        break;
+                    }
+                    line = self.read_next_line(MAX_REQUEST_LINE, &mut deadline, false)?;
+                }
 
                 parse_request_line(line.trim())?
             };
@@ -460,17 +469,24 @@ impl Iterator for ClientConnection {
 }
 
 /// Parses a "HTTP/1.1" string.
+///
+/// todo-api patch: any `HTTP/<digit>.<digit>` is a version (upstream knew 0.9, 1.0, 1.1,
+/// 2.0 and 3.0; `HTTP/1.2` was a malformed request line, 400). A minor version above 1 is
+/// served as HTTP/1.1 (RFC 9112 §2.3: the highest minor version we implement); a major
+/// version above 1 is 505, as before.
 fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
-    let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
-        "HTTP/1.0" => (1, 0),
-        "HTTP/1.1" => (1, 1),
-        "HTTP/2.0" => (2, 0),
-        "HTTP/3.0" => (3, 0),
+    let (major, minor) = match version.as_bytes() {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            (major - b'0', minor - b'0')
+        }
         _ => return Err(ReadError::WrongRequestLine),
     };
-
-    Ok(HTTPVersion(major, minor))
+    Ok(match (major, minor) {
+        (1, 2..) => HTTPVersion(1, 1),
+        (major, minor) => HTTPVersion(major, minor),
+    })
 }
 
 /// Parses the request line of the request.
