@@ -200,16 +200,32 @@ fn handle_direct(shared: &Arc<Shared>, rq: tiny_http::Request) -> Option<tiny_ht
 
 /// One request counted in `Shared::in_flight` until dropped (even by a panic), which is
 /// once its answer is written.
-struct InFlight(Arc<Shared>);
+struct InFlight<'a>(&'a Shared);
 
-impl InFlight {
-    fn new(shared: &Arc<Shared>) -> InFlight {
+impl InFlight<'_> {
+    fn new(shared: &Shared) -> InFlight<'_> {
         shared.in_flight.fetch_add(1, Ordering::SeqCst);
-        InFlight(shared.clone())
+        InFlight(shared)
+    }
+
+    /// The same count, for a thread of its own: counted again before this one lets go, so
+    /// that it never drops to zero in between.
+    fn owned(self, shared: &Arc<Shared>) -> OwnedInFlight {
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        OwnedInFlight(shared.clone())
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `InFlight` that a thread of its own can carry.
+struct OwnedInFlight(Arc<Shared>);
+
+impl Drop for OwnedInFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
@@ -310,9 +326,12 @@ enum Writer {
     Worker,
 }
 
-/// Answers that a worker writes itself: at most this many body bytes, which the kernel's
-/// socket buffer takes at once (16 KiB to begin with, on Linux).
-const WORKER_WRITES_UP_TO: usize = 16 * 1024;
+/// Answers that a worker writes itself: at most this many body bytes (a list of some 140
+/// tasks), which a connection's send buffer takes at once even when the client reads
+/// nothing (Linux sizes it from the first congestion window: tens of KiB at least; on
+/// loopback it grows to 4 MiB). Starting a thread costs ~15 µs: with 16 KiB, the mixed
+/// benchmark's lists of 50–70 tasks went to threads, +5 µs of server CPU a request.
+const WORKER_WRITES_UP_TO: usize = 32 * 1024;
 
 /// Builds the answer holding the request's slot, gives the slot back, then writes it: a
 /// client slow to read its answer holds no slot (nor, with `Writer`, a worker).
@@ -320,7 +339,7 @@ fn handle(
     shared: &Arc<Shared>,
     mut rq: tiny_http::Request,
     slot: Option<Slot<'_>>,
-    in_flight: InFlight,
+    in_flight: InFlight<'_>,
     writer: Writer,
 ) {
     let started = Instant::now();
@@ -384,9 +403,13 @@ fn handle(
         method,
         url,
         started,
-        _in_flight: in_flight,
+        _in_flight: None,
     };
     if writer == Writer::Worker && answer.reply.body.len() > WORKER_WRITES_UP_TO {
+        let answer = Answer {
+            _in_flight: Some(in_flight.owned(shared)),
+            ..answer
+        };
         // Taken back if the thread cannot be started, and written here after all.
         let answer = Arc::new(Mutex::new(Some(answer)));
         let theirs = answer.clone();
@@ -405,6 +428,7 @@ fn handle(
         }
     } else {
         answer.send();
+        drop(in_flight);
     }
 }
 
@@ -420,8 +444,9 @@ struct Answer {
     method: String,
     url: String,
     started: Instant,
-    /// Released once the answer is written, which a shutdown waits for.
-    _in_flight: InFlight,
+    /// For an answer written on a thread of its own, its count in `Shared::in_flight`,
+    /// released once it is written (a shutdown waits for that).
+    _in_flight: Option<OwnedInFlight>,
 }
 
 impl Answer {

@@ -4,6 +4,7 @@
 //! endpoint turned out to be in the way.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -633,7 +634,7 @@ pub fn list_sql(query: &ListQuery, limit: Option<usize>) -> String {
         order_clause(query, r#"lower(title collate "C")"#)
     );
     if let Some(limit) = limit {
-        sql.push_str(&format!(" limit {limit}"));
+        let _ = write!(sql, " limit {limit}");
     }
     sql
 }
