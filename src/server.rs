@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tiny_http::{Header, Response, StatusCode};
 
 use crate::error::Error;
-use crate::http::{Reply, Request};
+use crate::http::{Reply, Request, LARGE_BODY_BYTES};
 use crate::router::{self, Ctx};
 
 /// API.md, Errors: bodies up to exactly this many bytes are accepted.
@@ -51,6 +51,8 @@ struct Shared {
     in_flight: AtomicUsize,
     /// Requests handled at once, on any thread.
     slots: Slots,
+    /// Threads writing large answers for the workers.
+    writers: AtomicUsize,
 }
 
 impl Server {
@@ -77,6 +79,7 @@ impl Server {
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             slots: Slots::new(workers),
+            writers: AtomicUsize::new(0),
         });
         let direct: tiny_http::DirectHandler = {
             let shared = shared.clone();
@@ -320,18 +323,16 @@ impl Drop for Slot<'_> {
 enum Writer {
     /// The connection's own thread: the request was answered there.
     Connection,
-    /// A worker: it writes small answers itself; a larger one (which a client that does not
-    /// read could keep unwritten for the 10 s write timeout) goes to a thread of its own,
-    /// so that such clients never hold the workers the queued requests wait for.
+    /// A worker: it writes small answers itself; a large one (`LARGE_BODY_BYTES`, which a
+    /// client that does not read could keep unwritten for the 10 s write timeout) goes to a
+    /// thread of its own, so that such clients do not hold the workers the queued requests
+    /// wait for (up to `MAX_WRITER_THREADS` at once).
     Worker,
 }
 
-/// Answers that a worker writes itself: at most this many body bytes (a list of some 140
-/// tasks), which a connection's send buffer takes at once even when the client reads
-/// nothing (Linux sizes it from the first congestion window: tens of KiB at least; on
-/// loopback it grows to 4 MiB). Starting a thread costs ~15 µs: with 16 KiB, the mixed
-/// benchmark's lists of 50–70 tasks went to threads, +5 µs of server CPU a request.
-const WORKER_WRITES_UP_TO: usize = 32 * 1024;
+/// Threads writing large answers at most; past that a worker writes one itself. Their
+/// bodies are bounded by the `BodyBudget`, their number by this.
+const MAX_WRITER_THREADS: usize = 64;
 
 /// Builds the answer holding the request's slot, gives the slot back, then writes it: a
 /// client slow to read its answer holds no slot (nor, with `Writer`, a worker).
@@ -405,7 +406,15 @@ fn handle(
         started,
         _in_flight: None,
     };
-    if writer == Writer::Worker && answer.reply.body.len() > WORKER_WRITES_UP_TO {
+    let spare_writer = || {
+        shared
+            .writers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_WRITER_THREADS).then_some(n + 1)
+            })
+            .is_ok()
+    };
+    if writer == Writer::Worker && answer.reply.body.len() > LARGE_BODY_BYTES && spare_writer() {
         let answer = Answer {
             _in_flight: Some(in_flight.owned(shared)),
             ..answer
@@ -413,14 +422,17 @@ fn handle(
         // Taken back if the thread cannot be started, and written here after all.
         let answer = Arc::new(Mutex::new(Some(answer)));
         let theirs = answer.clone();
+        let writers = shared.clone();
         let spawned = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
                 if let Some(answer) = take(&theirs) {
                     answer.send();
                 }
+                writers.writers.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(e) = spawned {
+            shared.writers.fetch_sub(1, Ordering::AcqRel);
             log::warn!("cannot start a thread to write an answer, writing it here: {e}");
             if let Some(answer) = take(&answer) {
                 answer.send();

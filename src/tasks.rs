@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::auth::User;
 use crate::db::Task;
 use crate::error::{Error, FieldError, Result};
-use crate::http::{Reply, Request, UNCOUNTED_BODY_BYTES};
+use crate::http::{Reply, Request, LARGE_BODY_BYTES};
 use crate::json;
 use crate::router::Ctx;
 use crate::time::Micros;
@@ -33,7 +33,7 @@ pub fn list(ctx: &Ctx, user: &User, req: &Request) -> Result<Reply> {
             body.push(b',');
         }
         json::task(&mut body, task);
-        if body.capacity() > UNCOUNTED_BODY_BYTES
+        if body.capacity() > LARGE_BODY_BYTES
             && !hold
                 .get_or_insert_with(|| ctx.bodies.hold())
                 .cover(body.capacity())

@@ -507,7 +507,7 @@ impl Store for PgStore {
         // A long list is fetched again, row by row as the driver receives them (it holds a
         // few at a time), so that a user's thousands of tasks are never all in memory at
         // once: only the body they make, which `http::BodyBudget` bounds. Unnamed (these are
-        // rare) and not retried, since some rows may have been written out already.
+        // rare) and not retried: rows already handed to `each` would be handed again.
         let full = list_sql(query, None);
         let mut conn = self.conn()?;
         let streamed = conn.watched(|c| -> Result<()> {

@@ -985,20 +985,42 @@ fn request_forms_rfc_9112_accepts_are_served() {
     let app = TestApp::spawn(Engine::Sqlite);
     let bearer = format!("Authorization: Bearer {}\r\n", token("alice"));
     for (context, raw) in [
-        ("HTTP/1.2", "GET /health HTTP/1.2\r\nHost: x\r\n\r\n".to_string()),
-        ("HTTP/1.9", "GET /health HTTP/1.9\r\nHost: x\r\n\r\n".to_string()),
         (
-            "absolute-form",
-            format!("GET http://127.0.0.1:{}/health HTTP/1.1\r\nHost: x\r\n\r\n", app.addr.port()),
+            "HTTP/1.2",
+            "GET /health HTTP/1.2\r\nHost: x\r\n\r\n".to_string(),
         ),
         (
-            "absolute-form with a query, authenticated",
-            format!("GET HTTP://example.com/api/tasks?status=pending HTTP/1.1\r\nHost: x\r\n{bearer}\r\n"),
+            "HTTP/1.9",
+            "GET /health HTTP/1.9\r\nHost: x\r\n\r\n".to_string(),
+        ),
+        (
+            "absolute-form",
+            format!(
+                "GET http://127.0.0.1:{}/health HTTP/1.1\r\nHost: x\r\n\r\n",
+                app.addr.port()
+            ),
         ),
     ] {
         let r = answer(&app, raw.as_bytes(), context);
         assert_eq!(r.status, 200, "{context}: {}", r.text());
     }
+    // The query of an absolute-form target is kept.
+    let alice = app.user("alice");
+    app.create(&alice, r#"{"title": "done", "completed": true}"#);
+    app.create(&alice, r#"{"title": "to do"}"#);
+    let raw = format!(
+        "GET HTTP://example.com/api/tasks?status=pending HTTP/1.1\r\nHost: x\r\n{bearer}\r\n"
+    );
+    let pending = answer(&app, raw.as_bytes(), "absolute-form with a query");
+    assert_eq!(pending.status, 200, "{}", pending.text());
+    let titles: Vec<_> = pending
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].clone())
+        .collect();
+    assert_eq!(titles, ["to do"]);
 
     // A POST, a stray CRLF after its body, and a GET on the same connection: both served.
     let body = r#"{"title": "then a CRLF"}"#;
@@ -1019,6 +1041,37 @@ fn request_forms_rfc_9112_accepts_are_served() {
     let listed = try_read_response(&mut reader).unwrap();
     assert_eq!(listed.status, 200, "{}", listed.text());
     assert_eq!(listed.json()[0]["title"], "then a CRLF");
+
+    // A keep-alive connection left quiet after a CRLF is idle, not a request under way: no
+    // 408 comes down it, and a shutdown does not wait for it (it waited its 10 s).
+    let mut app = app;
+    let raw = format!(
+        "POST /api/tasks HTTP/1.1\r\nHost: x\r\n{bearer}Content-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}\r\n",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(app.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream);
+    assert_eq!(try_read_response(&mut reader).unwrap().status, 201);
+    std::thread::sleep(Duration::from_millis(300));
+    let stopping = Instant::now();
+    app.restart();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the restart waited {:?} for the quiet connection",
+        stopping.elapsed()
+    );
+    let mut after = Vec::new();
+    let _ = reader.read_to_end(&mut after);
+    assert!(
+        !String::from_utf8_lossy(&after).contains(" 408 "),
+        "a 408 for no request: {}",
+        String::from_utf8_lossy(&after)
+    );
 }
 
 // SIGTERM under load.

@@ -263,13 +263,18 @@ impl ClientConnection {
             let (method, path, version) = {
                 // todo-api patch: empty lines before a request line are skipped (RFC 9112
                 // §2.2: a client may send a CRLF after a POST body); a few, not forever.
-                let mut line = self.read_next_line(MAX_REQUEST_LINE, &mut deadline, false)?;
-                for _ in 0..4 {
-                    if !line.is_empty() {
-                        break;
-                    }
-                    line = self.read_next_line(MAX_REQUEST_LINE, &mut deadline, false)?;
+                // After one the connection is idle again: out of the pending count, and
+                // no header deadline (else a keep-alive connection left quiet after it got
+                // a 408 it never asked for, and a shutdown waited for it).
+                let mut skipped = 0;
+                while self.read_next_line(MAX_REQUEST_LINE, &mut deadline, false)?.is_empty()
+                    && skipped < 4
+                {
+                    skipped += 1;
+                    self.uncount();
+                    deadline = None;
                 }
+                let line = std::str::from_utf8(&self.line).expect("a request line is ASCII");
 
                 parse_request_line(line.trim())?
             };
