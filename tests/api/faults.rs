@@ -1022,42 +1022,39 @@ fn request_forms_rfc_9112_accepts_are_served() {
         .collect();
     assert_eq!(titles, ["to do"]);
 
-    // A POST, a stray CRLF after its body, and a GET on the same connection: both served.
+    // A POST with a stray CRLF after its body, then `next`, on one connection.
     let body = r#"{"title": "then a CRLF"}"#;
-    let raw = format!(
-        "POST /api/tasks HTTP/1.1\r\nHost: x\r\n{bearer}Content-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}\r\n\
-         GET /api/tasks HTTP/1.1\r\nHost: x\r\n{bearer}Connection: close\r\n\r\n",
-        body.len()
-    );
-    let mut stream = TcpStream::connect(app.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(raw.as_bytes()).unwrap();
-    let mut reader = BufReader::new(stream);
+    let addr = app.addr;
+    let post_then = |next: &str| {
+        let raw = format!(
+            "POST /api/tasks HTTP/1.1\r\nHost: x\r\n{bearer}Content-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}\r\n{next}",
+            body.len()
+        );
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        stream.write_all(raw.as_bytes()).unwrap();
+        BufReader::new(stream)
+    };
+
+    // Then a GET: both served.
+    let mut reader = post_then(&format!(
+        "GET /api/tasks HTTP/1.1\r\nHost: x\r\n{bearer}Connection: close\r\n\r\n"
+    ));
     let created = try_read_response(&mut reader).unwrap();
     assert_eq!(created.status, 201, "{}", created.text());
     let listed = try_read_response(&mut reader).unwrap();
     assert_eq!(listed.status, 200, "{}", listed.text());
     assert_eq!(listed.json()[0]["title"], "then a CRLF");
 
-    // A keep-alive connection left quiet after a CRLF is idle, not a request under way: no
-    // 408 comes down it, and a shutdown does not wait for it (it waited its 10 s).
-    let mut app = app;
-    let raw = format!(
-        "POST /api/tasks HTTP/1.1\r\nHost: x\r\n{bearer}Content-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}\r\n",
-        body.len()
-    );
-    let mut stream = TcpStream::connect(app.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    stream.write_all(raw.as_bytes()).unwrap();
-    let mut reader = BufReader::new(stream);
+    // Then nothing: the connection is idle, not a request under way. No 408 comes down it,
+    // and a shutdown does not wait for it (it waited its 10 s).
+    let mut reader = post_then("");
     assert_eq!(try_read_response(&mut reader).unwrap().status, 201);
     std::thread::sleep(Duration::from_millis(300));
+    let mut app = app;
     let stopping = Instant::now();
     app.restart();
     assert!(
