@@ -935,6 +935,12 @@ fn transport_errors_are_answered_at_once_say_close_and_close() {
             400,
         ),
         (
+            // It too waited 10 s for a 408.
+            "a bare carriage return",
+            b"GET /health HTTP/1.1\rHost: x\r\r".to_vec(),
+            400,
+        ),
+        (
             "a bare line feed among the headers",
             b"GET /health HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n".to_vec(),
             400,
@@ -1021,6 +1027,21 @@ fn request_forms_rfc_9112_accepts_are_served() {
         .map(|t| t["title"].clone())
         .collect();
     assert_eq!(titles, ["to do"]);
+
+    // A CRLF split between two reads is one line end.
+    let mut stream = TcpStream::connect(app.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(b"GET /health HTTP/1.1\r").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    stream
+        .write_all(b"\nHost: x\r\nConnection: close\r")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    stream.write_all(b"\n\r\n").unwrap();
+    let split = try_read_response(&mut BufReader::new(stream)).unwrap();
+    assert_eq!(split.status, 200, "{}", split.text());
 
     // A POST with a stray CRLF after its body, then `next`, on one connection.
     let body = r#"{"title": "then a CRLF"}"#;

@@ -66,7 +66,8 @@ enum LineError {
     Idle,
     /// todo-api patch: a request line with a byte outside ASCII.
     NotAscii,
-    /// todo-api patch: a line ended by `\n` alone (RFC 9112 §2.2 lets a server refuse it).
+    /// todo-api patch: a line ended by `\n` alone, or with a `\r` not followed by `\n`
+    /// (RFC 9112 §2.2 lets a server refuse them).
     BareLf,
 }
 
@@ -201,15 +202,22 @@ impl ClientConnection {
             }
 
             // The line ends at the first `\n`, which must follow a `\r`. todo-api patch: a
-            // lone `\n` is refused at once (it was kept in the line, and a request sent with
-            // bare line feeds waited for the 10 s header deadline, then got a 408).
+            // lone `\n`, or a `\r` followed by anything but `\n`, is refused at once (RFC
+            // 9112 §2.2; such a request waited for the 10 s header deadline, then got a 408).
+            if self.line.last() == Some(&b'\r') && available[0] != b'\n' {
+                return Err(LineError::BareLf);
+            }
             let mut end = None;
-            if let Some(i) = available.iter().position(|&b| b == b'\n') {
-                let prev = if i == 0 { self.line.last().copied() } else { Some(available[i - 1]) };
-                if prev != Some(b'\r') {
-                    return Err(LineError::BareLf);
+            if let Some(i) = available.iter().position(|&b| b == b'\n' || b == b'\r') {
+                match (available[i], available.get(i + 1)) {
+                    (b'\r', Some(b'\n')) => end = Some(i + 2),
+                    (b'\r', Some(_)) => return Err(LineError::BareLf),
+                    // The `\n` may be in the next read.
+                    (b'\r', None) => {}
+                    // A `\n` first: the `\r` before it, if any, came in the last read.
+                    _ if i == 0 && self.line.last() == Some(&b'\r') => end = Some(1),
+                    _ => return Err(LineError::BareLf),
                 }
-                end = Some(i + 1);
             }
             let taken = end.unwrap_or(available.len());
             self.line.extend_from_slice(&available[..taken]);
