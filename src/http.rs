@@ -117,11 +117,6 @@ impl BodyBudget {
         }
     }
 
-    /// Bytes held now.
-    pub fn used(&self) -> usize {
-        self.lock().used
-    }
-
     fn lock(&self) -> MutexGuard<'_, BudgetState> {
         // Counters and a set changed together under the lock: never half-updated.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -185,11 +180,11 @@ mod tests {
             !b.cover(41),
             "past the limit, with an older body holding a share"
         );
-        assert_eq!(budget.used(), 100);
+        assert_eq!(budget.lock().used, 100);
         assert!(a.cover(500), "the oldest body may always grow");
         assert!(!b.cover(41));
         drop(a);
-        assert_eq!(budget.used(), 40);
+        assert_eq!(budget.lock().used, 40);
         assert!(b.cover(100));
         assert!(b.cover(300), "oldest now");
         let mut c = budget.hold();
@@ -198,7 +193,7 @@ mod tests {
         drop(b);
         assert!(c.cover(100));
         drop(c);
-        assert_eq!(budget.used(), 0, "all given back");
+        assert_eq!(budget.lock().used, 0, "all given back");
         // Bodies that never grew past the uncounted size hold no ticket.
         let d = budget.hold();
         drop(d);

@@ -451,14 +451,15 @@ impl PgStore {
         }
     }
 
-    /// Runs a write. Never retried: whether a lost connection committed it is unknowable.
-    fn write<T>(&self, f: impl FnOnce(&mut PgConn) -> Result<T, postgres::Error>) -> Result<T> {
+    /// Runs `f` once, never retried: a write (whether a lost connection committed it is
+    /// unknowable), or a streamed read (rows already handed on would be handed on again).
+    fn once<T, E: Into<Error>>(&self, f: impl FnOnce(&mut PgConn) -> Result<T, E>) -> Result<T> {
         let mut conn = self.conn()?;
         let result = f(&mut conn);
         if result.is_err() && conn.client.is_closed() {
             self.mark_suspect();
         }
-        Ok(result?)
+        result.map_err(Into::into)
     }
 
     /// True while connections should be tested before use.
@@ -486,7 +487,7 @@ impl Store for PgStore {
     }
 
     fn upsert_user(&self, user: &User) -> Result<()> {
-        self.write(|c| upsert_user_on(c, user))
+        self.once(|c| upsert_user_on(c, user))
     }
 
     fn list(
@@ -507,20 +508,17 @@ impl Store for PgStore {
         // A long list is fetched again, row by row as the driver receives them (it holds a
         // few at a time), so that a user's thousands of tasks are never all in memory at
         // once: only the body they make, which `http::BodyBudget` bounds. Unnamed (these are
-        // rare) and not retried: rows already handed to `each` would be handed again.
+        // rare) and run `once`.
         let full = list_sql(query, None);
-        let mut conn = self.conn()?;
-        let streamed = conn.watched(|c| -> Result<()> {
-            let mut rows = c.query_typed_raw(&full, [(user_id, Type::TEXT)])?;
-            while let Some(row) = rows.next()? {
-                each(&task(&row)?);
-            }
-            Ok(())
-        });
-        if streamed.is_err() && conn.client.is_closed() {
-            self.mark_suspect();
-        }
-        streamed
+        self.once(|conn| {
+            conn.watched(|c| -> Result<()> {
+                let mut rows = c.query_typed_raw(&full, [(user_id, Type::TEXT)])?;
+                while let Some(row) = rows.next()? {
+                    each(&task(&row)?);
+                }
+                Ok(())
+            })
+        })
     }
 
     fn create(&self, user: &User, new: &NewTask) -> Result<Task> {
@@ -542,7 +540,7 @@ impl Store for PgStore {
                 ],
             )
         };
-        let rows = self.write(|c| match insert(c) {
+        let rows = self.once(|c| match insert(c) {
             // The user's row is gone (deleted by hand, or a cache that outlived it).
             Err(e) if is(&e, &SqlState::FOREIGN_KEY_VIOLATION) => {
                 upsert_user_on(c, user)?;
@@ -578,7 +576,7 @@ impl Store for PgStore {
         let description = patch.description.clone().flatten();
         let set_due = patch.due_date.is_some();
         let due = patch.due_date.flatten().map(Micros::to_system_time);
-        let rows = self.write(|c| {
+        let rows = self.once(|c| {
             c.query(
                 sql,
                 &[
@@ -598,7 +596,7 @@ impl Store for PgStore {
 
     fn delete(&self, user_id: &str, id: i64) -> Result<bool> {
         let sql = "delete from tasks where id = $1 and user_id = $2 returning id";
-        let rows = self.write(|c| c.query(sql, &id_and_user(&id, &user_id)))?;
+        let rows = self.once(|c| c.query(sql, &id_and_user(&id, &user_id)))?;
         Ok(!rows.is_empty())
     }
 
@@ -608,7 +606,7 @@ impl Store for PgStore {
              where id = $1 and user_id = $2 returning ",
             columns!()
         );
-        let rows = self.write(|c| c.query(sql, &id_and_user(&id, &user_id)))?;
+        let rows = self.once(|c| c.query(sql, &id_and_user(&id, &user_id)))?;
         rows.first().map(task).transpose()
     }
 }
