@@ -152,9 +152,10 @@ impl Authenticator {
     /// Full verification: signature, then the claims; for a JWKS token also the key used.
     fn verify(&self, token: &str) -> Result<(JWTClaims<Profile>, VerifyingKey)> {
         let metadata = Token::decode_metadata(token)
-            .map_err(|e| Error::InvalidToken(format!("undecodable token: {e}")))?;
-        let failed =
-            |e: jwt_simple::Error| Error::InvalidToken(format!("verification failed: {e}"));
+            .map_err(|e| Error::InvalidToken(format!("undecodable token: {}", loggable(&e))))?;
+        let failed = |e: jwt_simple::Error| {
+            Error::InvalidToken(format!("verification failed: {}", loggable(&e)))
+        };
         match metadata.algorithm() {
             // API.md, Authentication: an HS256 token's `kid`, if any, is ignored.
             "HS256" => {
@@ -208,6 +209,20 @@ impl Authenticator {
             }
         }
         verified.insert(slot, entry);
+    }
+}
+
+/// A verification error for the log. serde's messages quote the value that did not decode
+/// (`invalid type: string "alice@example.com", expected ...`): a claim's value, which may be
+/// someone's email address, is not for the log, so a JSON error is told by its kind and place.
+fn loggable(e: &jwt_simple::Error) -> String {
+    match e.downcast_ref::<serde_json::Error>() {
+        Some(json) => format!(
+            "JSON that does not decode ({:?} error at column {})",
+            json.classify(),
+            json.column()
+        ),
+        None => e.to_string(),
     }
 }
 
@@ -425,6 +440,29 @@ mod tests {
             auth.remember(0, entry);
         }
         assert!(auth.verified.lock().unwrap().len() <= VERIFIED_CAPACITY);
+    }
+
+    #[test]
+    fn claim_values_that_do_not_decode_stay_out_of_the_cause() {
+        let auth = authenticator(b"test-secret-123");
+        let key = HS256Key::from_bytes(b"test-secret-123");
+        let odd = [
+            serde_json::json!({ "user": "alice@example.com" }),
+            serde_json::json!({ "email": 5_551_234 }),
+            serde_json::json!({ "sub": ["alice@example.com"] }),
+        ];
+        for custom in odd {
+            let claims = Claims::with_custom_claims(custom.clone(), Duration::from_secs(60));
+            let token = key.authenticate(claims).unwrap();
+            let Err(Error::InvalidToken(cause)) = auth.authenticate(Some(&bearer(&token))) else {
+                panic!("{custom} was accepted");
+            };
+            assert!(cause.contains("does not decode"), "{cause}");
+            assert!(
+                !cause.contains("alice") && !cause.contains("5551234"),
+                "{cause}"
+            );
+        }
     }
 
     #[test]
