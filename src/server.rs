@@ -324,9 +324,10 @@ enum Writer {
     /// The connection's own thread: the request was answered there.
     Connection,
     /// A worker: it writes small answers itself; a large one (`LARGE_BODY_BYTES`, which a
-    /// client that does not read could keep unwritten for the 10 s write timeout) goes to a
-    /// thread of its own, so that such clients do not hold the workers the queued requests
-    /// wait for (up to `MAX_WRITER_THREADS` at once).
+    /// client that does not read could keep unwritten for the 10 s write timeout), and one
+    /// that would first wait for such an answer before it on its connection, go to a thread
+    /// of their own, so that such clients do not hold the workers the queued requests wait
+    /// for (up to `MAX_WRITER_THREADS` at once).
     Worker,
 }
 
@@ -414,7 +415,11 @@ fn handle(
             })
             .is_ok()
     };
-    if writer == Writer::Worker && answer.reply.body.len() > LARGE_BODY_BYTES && spare_writer() {
+    // A worker also leaves an answer that would wait for an earlier one on its connection
+    // (a pipelining client that does not read a large answer can make that wait last for
+    // the write timeout, with queued requests waiting for the worker).
+    let would_wait = || answer.reply.body.len() > LARGE_BODY_BYTES || !answer.rq.writer_is_free();
+    if writer == Writer::Worker && would_wait() && spare_writer() {
         let answer = Answer {
             _in_flight: Some(in_flight.owned(shared)),
             ..answer

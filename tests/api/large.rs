@@ -163,3 +163,108 @@ dbtest!(
         assert_eq!(again.json().as_array().unwrap().len(), 1000);
     }
 );
+
+/// A client pipelines a small request behind a long list it does not read, while every slot
+/// is busy: both are queued for the workers. The small answer must wait for the list to be
+/// written, which such a client makes last for the 10 s write timeout; a worker must not
+/// wait with it, or the requests queued behind it wait too. PostgreSQL only: the slots are
+/// kept busy by a lock.
+#[test]
+fn no_worker_waits_behind_a_long_answer_its_client_does_not_read() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    let app = TestApp::spawn_with(TestDb::new(&engine), |c| {
+        c.workers = 2;
+        c.pool_size = 2;
+    });
+    let alice = app.user("alice");
+    let bob = app.user("bob");
+    create_long_tasks(&app, &alice, 1000);
+    let alices = app.create(&alice, r#"{"title": "short"}"#)["id"].clone();
+    let bobs = app.create(&bob, r#"{"title": "bob's"}"#)["id"].clone();
+
+    // Both slots wait on a lock.
+    let mut locker = app.db.postgres_client().unwrap();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("lock table tasks in access exclusive mode")
+        .unwrap();
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let bob = bob.clone();
+            std::thread::spawn(move || bob.get("/api/tasks").status)
+        })
+        .collect();
+    let mut watcher = app.db.postgres_client().unwrap();
+    let started = Instant::now();
+    while watcher
+        .query_one(
+            "select count(*) from pg_stat_activity \
+             where datname = current_database() and wait_event_type = 'Lock'",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        < 2
+    {
+        assert!(started.elapsed() < Duration::from_secs(3), "no slot waits");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Two clients each pipeline alice's long list and one of her tasks, and read nothing.
+    let pipelined = |app: &TestApp| {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&app.addr.into()).unwrap();
+        let mut stream: TcpStream = socket.into();
+        let token = alice.token.as_deref();
+        let list = request_bytes("GET", "/api/tasks", token, None, &[]);
+        let list = String::from_utf8(list)
+            .unwrap()
+            .replace("Connection: close\r\n", "");
+        stream.write_all(list.as_bytes()).unwrap();
+        let one = request_bytes("GET", &format!("/api/tasks/{alices}"), token, None, &[]);
+        stream.write_all(&one).unwrap();
+        stream
+    };
+    let stalled = [pipelined(&app), pipelined(&app)];
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Bob's request is queued behind theirs; then the lock goes.
+    let probe = {
+        let bob = bob.clone();
+        let path = format!("/api/tasks/{bobs}");
+        std::thread::spawn(move || {
+            let r = bob.get(&path);
+            (r.status, Instant::now())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    lock.rollback().unwrap();
+    let released = Instant::now();
+    for status in busy {
+        assert_eq!(status.join().unwrap(), 200);
+    }
+    let (status, answered) = probe.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        answered.duration_since(released) < Duration::from_secs(3),
+        "bob's request waited {:?} for workers waiting on clients that do not read",
+        answered.duration_since(released)
+    );
+
+    // The pipelining clients get both answers, in order, once they read.
+    for stream in stalled {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut reader = BufReader::with_capacity(1 << 20, stream);
+        let list = read_response(&mut reader);
+        assert_eq!(list.status, 200, "{}", brief(&list));
+        assert_eq!(list.json().as_array().unwrap().len(), 1001);
+        let one = read_response(&mut reader);
+        assert_eq!(one.status, 200, "{}", brief(&one));
+        assert_eq!(one.json()["id"], alices);
+    }
+}

@@ -328,13 +328,14 @@ impl ClientConnection {
 
         // building the writer for the request
         let writer = self.sink.next().unwrap();
+        let turn = writer.turn();
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
         std::mem::swap(&mut self.next_header_source, &mut data_source);
 
         // building the next reader
-        let (request, body_done) = crate::request::new_request(
+        let (mut request, body_done) = crate::request::new_request(
             self.secure,
             method,
             path,
@@ -356,6 +357,7 @@ impl ClientConnection {
         })?;
 
         self.body_done = body_done;
+        request.turn = turn;
 
         // return the request
         Ok(request)

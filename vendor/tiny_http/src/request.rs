@@ -78,6 +78,10 @@ pub struct Request {
 
     // todo-api patch: the connection ends after this request (`ClientConnection::next`).
     pub(crate) last_on_connection: bool,
+
+    // todo-api patch: whether the answers before this one on its connection are written
+    // (`writer_is_free`); set by `ClientConnection::read_request`.
+    pub(crate) turn: crate::util::Turn,
 }
 
 struct NotifyOnDrop<R> {
@@ -337,6 +341,7 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
         last_on_connection: false,
+        turn: crate::util::Turn::now(),
     }, body_done))
 }
 
@@ -377,6 +382,14 @@ impl Request {
     #[inline]
     pub fn is_last_on_connection(&self) -> bool {
         self.last_on_connection
+    }
+
+    /// todo-api patch: true when nothing before this request's answer is still to be written
+    /// on its connection, so that `respond` will not first wait for an earlier answer (which
+    /// a pipelining client that does not read can make last for the write timeout).
+    #[inline]
+    pub fn writer_is_free(&self) -> bool {
+        self.turn.has_come()
     }
 
     /// Returns the length of the body in bytes.

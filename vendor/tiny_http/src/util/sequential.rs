@@ -88,6 +88,27 @@ impl<T> Receiver<T> {
     }
 }
 
+/// todo-api patch: whether a writer's turn has come: the answers before it on its
+/// connection are written (or given up). A worker thread can then tell that writing an answer
+/// would wait for an earlier one, which a client that does not read can make last for the
+/// whole write timeout.
+pub struct Turn(Option<Arc<Handover<()>>>);
+
+impl Turn {
+    /// A writer with nothing before it.
+    pub fn now() -> Turn {
+        Turn(None)
+    }
+
+    /// True once writing will not wait for an earlier answer.
+    pub fn has_come(&self) -> bool {
+        self.0.as_ref().is_none_or(|handover| {
+            let state = handover.lock();
+            state.value.is_some() || state.sender_gone
+        })
+    }
+}
+
 pub struct SequentialReaderBuilder<R>
 where
     R: Read + Send,
@@ -223,6 +244,13 @@ impl<R: std::io::BufRead + Send> std::io::BufRead for SequentialReader<R> {
         if let SequentialReaderInner::MyTurn(ref mut reader) = self.inner {
             reader.consume(amt);
         }
+    }
+}
+
+impl<W: Write + Send> SequentialWriter<W> {
+    /// todo-api patch: see `Turn`.
+    pub fn turn(&self) -> Turn {
+        Turn(self.trigger.as_ref().map(|receiver| receiver.0.clone()))
     }
 }
 
