@@ -164,6 +164,78 @@ dbtest!(
     }
 );
 
+// A client that takes a long answer more slowly than `MIN_READ_RATE` (16 KiB/s) once the
+// 10 s grace is over is cut off, and the share of the body budget its answer held is free
+// again. The socket's write timeout alone ends a write only after 10 s without progress:
+// a client reading a little now and then kept both for as long as it liked. It needs small
+// segments: the kernel wakes a blocked writer once a third of its send buffer is free, and
+// on loopback, with 64 KiB segments, that buffer is megabytes, which a slow client does not
+// free within the 10 s (the write timeout then ends it anyway).
+dbtest!(
+    a_client_reading_too_slowly_is_cut_off_and_its_share_freed,
+    |app| {
+        let mut app = app;
+        app.config.body_budget = 8 << 20;
+        app.restart();
+        let alice = app.user("alice");
+        create_long_tasks(&app, &alice, 1000);
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.set_tcp_mss(536).unwrap();
+        socket.connect(&app.addr.into()).unwrap();
+        let mut slow: TcpStream = socket.into();
+        let raw = request_bytes("GET", "/api/tasks", alice.token.as_deref(), None, &[]);
+        slow.write_all(&raw).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let started = Instant::now();
+        // 1 KiB every 250 ms: 4 KiB/s.
+        let mut got = Vec::new();
+        let mut buf = [0; 1024];
+        loop {
+            match slow.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "still reading after {:?}, {} bytes",
+                started.elapsed(),
+                got.len()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let cut = started.elapsed();
+        let head = String::from_utf8_lossy(&got[..got.len().min(4096)]).to_string();
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{}",
+            &head[..head.len().min(200)]
+        );
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            got.len() < length,
+            "the whole answer ({length} bytes) was sent in {cut:?}"
+        );
+        assert!(
+            cut >= Duration::from_secs(10),
+            "cut off after {cut:?}, within the grace"
+        );
+
+        // Its share of the 8 MiB budget was given back: another 6 MB list fits.
+        let listed = alice.get("/api/tasks");
+        assert_eq!(listed.status, 200, "{}", brief(&listed));
+        assert_eq!(listed.json().as_array().unwrap().len(), 1000);
+    }
+);
+
 /// A client pipelines a small request behind a long list it does not read, while every slot
 /// is busy: both are queued for the workers. The small answer must wait for the list to be
 /// written, which such a client makes last for the 10 s write timeout; a worker must not

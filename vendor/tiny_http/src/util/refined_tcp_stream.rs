@@ -1,6 +1,8 @@
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
+use std::io::{Error as IoError, ErrorKind};
 use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -86,6 +88,29 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    // todo-api patch: the answer being written (between two flushes): when its first write
+    // was, and the bytes the socket has taken of it since.
+    answer: Option<(Instant, u64)>,
+    // todo-api patch: a write failed, so an answer may have gone out in part: nothing more
+    // is written on this connection.
+    broken: bool,
+}
+
+/// todo-api patch: an answer is given this long from its first write before its client must
+/// keep up with `MIN_READ_RATE`.
+pub const READ_RATE_GRACE: Duration = Duration::from_secs(10);
+
+/// todo-api patch: bytes a second, on average from the end of `READ_RATE_GRACE`, that a
+/// client must take (acknowledge) of an answer, or the connection is closed. The socket write timeout
+/// only ends a write that makes no progress at all: a client reading a byte now and then
+/// kept a long answer, its memory and the thread writing it for as long as it liked.
+pub const MIN_READ_RATE: u64 = 16 * 1024;
+
+/// Whether an answer begun `elapsed` ago, of which the client has taken `taken` bytes, is
+/// behind.
+fn behind(elapsed: Duration, taken: u64) -> bool {
+    let late = elapsed.saturating_sub(READ_RATE_GRACE).as_millis();
+    u128::from(taken) * 1000 < late * u128::from(MIN_READ_RATE)
 }
 
 impl RefinedTcpStream {
@@ -101,12 +126,16 @@ impl RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            answer: None,
+            broken: false,
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            answer: None,
+            broken: false,
         };
 
         (read, write)
@@ -120,6 +149,51 @@ impl RefinedTcpStream {
 
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
+    }
+
+    /// todo-api patch: bytes written to the socket that the client has not acknowledged
+    /// yet (Linux's TIOCOUTQ); 0 where that is unknown. What the kernel has taken is not
+    /// what the client has: its send buffer grows to megabytes.
+    #[allow(unsafe_code)]
+    fn unacknowledged(&self) -> u64 {
+        #[cfg(target_os = "linux")]
+        if let Stream::Http(Connection::Tcp(s)) = &self.stream {
+            use std::os::unix::io::AsRawFd;
+            let mut n: libc::c_int = 0;
+            // SAFETY: TIOCOUTQ writes one int through the pointer, which points at one.
+            if unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut n) } == 0 {
+                return std::convert::TryFrom::try_from(n).unwrap_or(0);
+            }
+        }
+        0
+    }
+
+    /// todo-api patch: ends the connection after a failed write, with a reset once the
+    /// socket is closed (SO_LINGER 0): what the kernel still holds of the answer (up to its
+    /// send buffer, megabytes) is dropped rather than trickled out to a client too slow for
+    /// it, who learns at once that the answer was cut off.
+    #[allow(unsafe_code)]
+    fn abort(&mut self) {
+        self.broken = true;
+        #[cfg(unix)]
+        if let Stream::Http(Connection::Tcp(s)) = &self.stream {
+            use std::os::unix::io::AsRawFd;
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: SO_LINGER reads one `linger` through the pointer, of the size given.
+            unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        }
+        self.stream.shutdown(Shutdown::Both).ok();
     }
 }
 
@@ -141,12 +215,50 @@ impl Read for RefinedTcpStream {
     }
 }
 
+/// todo-api patch: a client too slow to read (`MIN_READ_RATE`) is cut off, and so is the
+/// connection after any failed write (a timeout, a reset): the next answer would otherwise
+/// follow a part of this one, which the client would read as the rest of it.
 impl Write for RefinedTcpStream {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        self.stream.write(buf)
+        if self.broken {
+            return Err(IoError::new(
+                ErrorKind::BrokenPipe,
+                "an earlier write on this connection failed",
+            ));
+        }
+        let (since, sent) = *self.answer.get_or_insert_with(|| (Instant::now(), 0));
+        let elapsed = since.elapsed();
+        // Within the grace (every answer of a client that keeps up) without the syscall.
+        let written = if elapsed > READ_RATE_GRACE
+            && behind(elapsed, sent.saturating_sub(self.unacknowledged()))
+        {
+            Err(IoError::new(
+                ErrorKind::TimedOut,
+                "the client reads its answer too slowly",
+            ))
+        } else {
+            self.stream.write(buf)
+        };
+        match written {
+            Ok(n) => {
+                self.answer = Some((since, sent + n as u64));
+                Ok(n)
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                self.abort();
+                Err(e)
+            }
+        }
     }
 
+    /// The end of an answer (`Request::respond` flushes after each).
     fn flush(&mut self) -> IoResult<()> {
-        self.stream.flush()
+        let flushed = self.stream.flush();
+        if flushed.is_ok() {
+            self.answer = None;
+        }
+        flushed
     }
 }
+
