@@ -347,7 +347,8 @@ fn handle(
     let started = Instant::now();
     let request_id = shared.ids.for_request(header(&rq, "X-Request-Id"));
     let origin = header(&rq, "Origin").map(str::to_string);
-    let method = rq.method().as_str().to_ascii_uppercase();
+    // Case-sensitive (RFC 9110 §9.1): `get` is an unknown method (405), not GET.
+    let method = rq.method().as_str().to_string();
     let url = origin_form(rq.url()).to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let reply = if method == "OPTIONS" {

@@ -273,6 +273,21 @@ dbtest!(authentication_comes_before_routing, |app| {
     assert_eq!(r.header("Allow"), Some("GET, HEAD, PUT, PATCH, DELETE"));
     let r = alice.send("GET", "/api/tasks/1/complete", None, &[]);
     assert_eq!((r.status, r.header("Allow")), (405, Some("PATCH")));
+    // Methods are case-sensitive (RFC 9110 §9.1): `delete` is not DELETE, and changes nothing.
+    let id = app.create(&alice, r#"{"title": "kept"}"#)["id"].clone();
+    let path = format!("/api/tasks/{id}");
+    for method in ["delete", "Delete", "patch"] {
+        let r = alice.send(method, &path, None, &[]);
+        assert_eq!(r.status, 405, "{method}: {}", r.text());
+        assert_eq!(r.header("Allow"), Some("GET, HEAD, PUT, PATCH, DELETE"));
+    }
+    assert_eq!(alice.get(&path).status, 200);
+    let r = app.anonymous().send("get", "/health", None, &[]);
+    assert_eq!((r.status, r.header("Allow")), (405, Some("GET, HEAD")));
+    // Nor is `head` HEAD: its 405 has a body, which the client can read.
+    let r = app.anonymous().send("head", "/health", None, &[]);
+    assert_eq!(r.status, 405);
+    assert!(r.detail().contains("not allowed"), "{}", r.text());
 });
 
 dbtest!(the_users_row_follows_the_claims, |app| {
