@@ -28,6 +28,7 @@ dbtest!(
         let r = preflight(&app, FRONTEND);
         assert_eq!(r.status, 204);
         assert!(r.body.is_empty());
+        assert_eq!(r.header("Content-Length"), None);
         assert_eq!(r.header("Access-Control-Allow-Origin"), Some(FRONTEND));
         assert_eq!(
             r.header("Access-Control-Allow-Methods"),

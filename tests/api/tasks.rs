@@ -163,6 +163,8 @@ dbtest!(delete_returns_204_and_the_task_is_gone, |app| {
     assert_eq!(r.status, 204);
     assert!(r.body.is_empty());
     assert_eq!(r.header("Content-Type"), None);
+    // RFC 9110 §8.6: no Content-Length in a 204.
+    assert_eq!(r.header("Content-Length"), None);
     assert_eq!(alice.get(&path).status, 404);
     assert_eq!(alice.delete(&path).status, 404);
 });

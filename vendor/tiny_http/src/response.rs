@@ -430,12 +430,18 @@ where
             _ => None,
         };
         let mut head = Vec::with_capacity(512 + small.unwrap_or(0));
+        // todo-api patch: a 1xx or 204 has no framing header at all (RFC 9110 §8.6: a server
+        // MUST NOT send Content-Length in one; it said `Content-Length: 0`).
+        let framing = match self.status_code.0 {
+            100..=199 | 204 => None,
+            _ => transfer_encoding.map(|t| (t, data_length)),
+        };
         write_message_header(
             &mut head,
             &http_version,
             &self.status_code,
             &self.headers,
-            transfer_encoding.map(|t| (t, data_length)),
+            framing,
         )?;
 
         // todo-api patch: a small body of known length goes out with the headers, in one write
