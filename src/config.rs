@@ -112,10 +112,12 @@ impl Config {
             get("JWKS_URL").unwrap_or_else(|| format!("{better_auth_url}/api/auth/jwks"));
         let cors_origins = match get("CORS_ORIGINS") {
             None => vec![default_origin],
+            // Each as browsers send it (`https://App.example.com:443` would never match).
             Some(list) => list
                 .split(',')
-                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .map(|o| o.trim().trim_end_matches('/'))
                 .filter(|o| !o.is_empty())
+                .map(|o| origin_of(o).unwrap_or_else(|| o.to_string()))
                 .collect(),
         };
 
@@ -215,14 +217,24 @@ fn parse_database_url(url: &str, root_cert: Option<String>) -> Result<Database, 
     }
 }
 
-/// `scheme://host[:port]` of an http(s) URL, the form browsers send in `Origin`.
+/// The origin of an http(s) URL as browsers serialize it in `Origin` (RFC 6454):
+/// `scheme://host[:port]`, scheme and host in lower case, without user info and without the
+/// scheme's default port. `http://user:pw@App.Example.com:80/x` is `http://app.example.com`.
 pub fn origin_of(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
-    if scheme != "http" && scheme != "https" {
-        return None;
-    }
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return None,
+    };
     let authority = rest.split(['/', '?', '#']).next()?;
-    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+        .to_ascii_lowercase();
+    let host = host.strip_suffix(default_port).unwrap_or(&host);
+    (!host.is_empty()).then(|| format!("{scheme}://{host}"))
 }
 
 /// The process environment, falling back to `./.env` (read now, once) for unset variables.
@@ -247,7 +259,11 @@ fn percent_encode(value: &str) -> String {
         .collect()
 }
 
-/// Parses `KEY=VALUE` lines; `#` comments, `export ` prefixes and matching quotes allowed.
+/// Parses `KEY=VALUE` lines as the `dotenv` package does (Next.js reads the frontend's `.env`
+/// with it, and the two must agree on a shared `BETTER_AUTH_SECRET`): `#` comment lines,
+/// `export ` prefixes; a value in `"`, `'` or `` ` `` quotes is what is between them, and
+/// anything after the closing quote (a comment) is ignored; an unquoted value ends at its
+/// first `#` and is trimmed. Values span one line.
 pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter_map(|line| {
@@ -257,14 +273,22 @@ pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
                 return None;
             }
             let (key, value) = line.split_once('=')?;
-            let value = value.trim();
-            let unquoted = [('"', '"'), ('\'', '\'')]
-                .iter()
-                .find_map(|(a, b)| value.strip_prefix(*a)?.strip_suffix(*b))
-                .unwrap_or(value);
-            Some((key.trim().to_string(), unquoted.to_string()))
+            Some((key.trim().to_string(), dotenv_value(value).to_string()))
         })
         .collect()
+}
+
+fn dotenv_value(raw: &str) -> &str {
+    let raw = raw.trim_start();
+    for quote in ['"', '\'', '`'] {
+        if let Some((inside, _)) = raw
+            .strip_prefix(quote)
+            .and_then(|rest| rest.split_once(quote))
+        {
+            return inside;
+        }
+    }
+    raw.split('#').next().unwrap_or_default().trim()
 }
 
 #[cfg(test)]
@@ -383,5 +407,55 @@ mod tests {
         assert_eq!(env.get("B").map(String::as_str), Some("two words"));
         assert_eq!(env.get("C").map(String::as_str), Some("x=y"));
         assert_eq!(env.len(), 3);
+    }
+
+    #[test]
+    fn origins_are_as_browsers_send_them() {
+        for (url, origin) in [
+            ("http://localhost:3000", "http://localhost:3000"),
+            ("http://localhost:80", "http://localhost"),
+            (
+                "https://App.Example.com:443/api/auth",
+                "https://app.example.com",
+            ),
+            (
+                "HTTPS://app.example.com:8443",
+                "https://app.example.com:8443",
+            ),
+            ("http://user:pw@localhost:3000", "http://localhost:3000"),
+            ("http://[::1]:80", "http://[::1]"),
+            ("http://localhost:8080?x#y", "http://localhost:8080"),
+        ] {
+            assert_eq!(origin_of(url).as_deref(), Some(origin), "{url}");
+        }
+        assert_eq!(origin_of("ftp://x"), None);
+        assert_eq!(origin_of("http://"), None);
+        let c = config(&[("BETTER_AUTH_URL", "https://user:pw@App.example.com:443")]).unwrap();
+        assert_eq!(c.cors_origins, ["https://app.example.com"]);
+        let c = config(&[("CORS_ORIGINS", "https://A.example:443, null")]).unwrap();
+        assert_eq!(c.cors_origins, ["https://a.example", "null"]);
+    }
+
+    /// As the `dotenv` package reads them (the frontend's side of a shared secret).
+    #[test]
+    fn dotenv_ignores_comments_after_values() {
+        let env = parse_dotenv(
+            "S=secret-0123 # shared with Next.js\n\
+             Q=\"quoted # kept\" # comment\n\
+             T='single'#c\n\
+             U=`back`\n\
+             H=abc#def\n\
+             E=\n\
+             O=\"open\n",
+        );
+        let get = |k: &str| env.get(k).map(String::as_str);
+        assert_eq!(get("S"), Some("secret-0123"));
+        assert_eq!(get("Q"), Some("quoted # kept"));
+        assert_eq!(get("T"), Some("single"));
+        assert_eq!(get("U"), Some("back"));
+        assert_eq!(get("H"), Some("abc"));
+        assert_eq!(get("E"), Some(""));
+        // An unclosed quote is part of the value, as in `dotenv`.
+        assert_eq!(get("O"), Some("\"open"));
     }
 }
