@@ -236,6 +236,49 @@ dbtest!(
     }
 );
 
+/// The pace is the client's, not the answer's: a client that pipelines two long lists and
+/// reads at 250 KB/s (15 times the minimum) gets both whole. (When the pace was counted per
+/// answer, the second was charged with the first's megabytes still in the kernel's send
+/// buffer, and the connection was reset after 22 s, cutting the first list short.) The
+/// transport is the same on both databases: SQLite only.
+#[test]
+fn a_pipelining_client_that_keeps_up_gets_every_answer_whole() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let alice = app.user("alice");
+    create_long_tasks(&app, &alice, 1000);
+    let mut stream = TcpStream::connect(app.addr).unwrap();
+    let list = request_bytes("GET", "/api/tasks", alice.token.as_deref(), None, &[]);
+    let keep_alive = String::from_utf8(list.clone())
+        .unwrap()
+        .replace("Connection: close\r\n", "");
+    stream.write_all(keep_alive.as_bytes()).unwrap();
+    stream.write_all(&list).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("after {:?} and {} bytes: {e}", started.elapsed(), got.len()),
+        }
+        // 250 KB/s: wait until the bytes so far are due.
+        let due = Duration::from_secs_f64(got.len() as f64 / 250_000.0);
+        if let Some(ahead) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+    }
+    let mut reader = BufReader::new(&got[..]);
+    for _ in 0..2 {
+        let r = read_response(&mut reader);
+        assert_eq!(r.status, 200, "{}", brief(&r));
+        assert_eq!(r.json().as_array().unwrap().len(), 1000);
+    }
+}
+
 /// A client pipelines a small request behind a long list it does not read, while every slot
 /// is busy: both are queued for the workers. The small answer must wait for the list to be
 /// written, which such a client makes last for the 10 s write timeout; a worker must not

@@ -88,29 +88,37 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
-    // todo-api patch: the answer being written (between two flushes): when its first write
-    // was, and the bytes the socket has taken of it since.
-    answer: Option<(Instant, u64)>,
+    // todo-api patch: bytes the socket has taken, all answers together.
+    written: u64,
+    // todo-api patch: when the answer being written (between two flushes) began.
+    answer: Option<Instant>,
+    // todo-api patch: once that answer has taken `READ_RATE_GRACE`, when its client's pace
+    // began to be measured, and the bytes the client had acknowledged then.
+    paced: Option<(Instant, u64)>,
     // todo-api patch: a write failed, so an answer may have gone out in part: nothing more
     // is written on this connection.
     broken: bool,
 }
 
-/// todo-api patch: an answer is given this long from its first write before its client must
-/// keep up with `MIN_READ_RATE`.
+/// todo-api patch: an answer still being written this long after its first write has its
+/// client's pace measured from then on (`MIN_READ_RATE`). Answers of clients that keep up
+/// are written within it, and cost nothing more.
 pub const READ_RATE_GRACE: Duration = Duration::from_secs(10);
 
-/// todo-api patch: bytes a second, on average from the end of `READ_RATE_GRACE`, that a
-/// client must take (acknowledge) of an answer, or the connection is closed. The socket write timeout
-/// only ends a write that makes no progress at all: a client reading a byte now and then
-/// kept a long answer, its memory and the thread writing it for as long as it liked.
+/// todo-api patch: bytes a second that a client must acknowledge, on average over at least
+/// `READ_RATE_GRACE` from the end of the grace, while an answer is being written to it, or
+/// the connection is reset. The socket write timeout only ends a write that makes no
+/// progress at all: a client reading a little now and then kept a long answer, its memory
+/// and the thread writing it for as long as it liked. Acknowledged, not taken by the
+/// kernel (whose send buffer grows to megabytes), and counted over the socket, not the
+/// answer: what is acknowledged meanwhile may be an earlier answer's rest.
 pub const MIN_READ_RATE: u64 = 16 * 1024;
 
-/// Whether an answer begun `elapsed` ago, of which the client has taken `taken` bytes, is
-/// behind.
-fn behind(elapsed: Duration, taken: u64) -> bool {
-    let late = elapsed.saturating_sub(READ_RATE_GRACE).as_millis();
-    u128::from(taken) * 1000 < late * u128::from(MIN_READ_RATE)
+/// Whether a client that acknowledged `taken` bytes in the `measured` time since its pace
+/// began to be measured is too slow.
+fn behind(measured: Duration, taken: u64) -> bool {
+    measured >= READ_RATE_GRACE
+        && u128::from(taken) * 1000 < measured.as_millis() * u128::from(MIN_READ_RATE)
 }
 
 impl RefinedTcpStream {
@@ -126,7 +134,9 @@ impl RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            written: 0,
             answer: None,
+            paced: None,
             broken: false,
         };
 
@@ -134,7 +144,9 @@ impl RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            written: 0,
             answer: None,
+            paced: None,
             broken: false,
         };
 
@@ -168,10 +180,12 @@ impl RefinedTcpStream {
         0
     }
 
-    /// todo-api patch: ends the connection after a failed write, with a reset once the
-    /// socket is closed (SO_LINGER 0): what the kernel still holds of the answer (up to its
-    /// send buffer, megabytes) is dropped rather than trickled out to a client too slow for
-    /// it, who learns at once that the answer was cut off.
+    /// todo-api patch: ends the connection after a failed write. Shut down both ways, the
+    /// connection's thread reads no further request and lets go of the socket; with
+    /// SO_LINGER 0 its close (once the answers still under way on it have let go too) is a
+    /// reset, which drops what the kernel still holds of the answer (up to its send buffer,
+    /// megabytes) rather than trickling it out to a client too slow for it, and tells the
+    /// client that the answer was cut off.
     #[allow(unsafe_code)]
     fn abort(&mut self) {
         self.broken = true;
@@ -221,17 +235,27 @@ impl Read for RefinedTcpStream {
 impl Write for RefinedTcpStream {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         if self.broken {
+            // Not a kind `Request::respond` takes for a client that left: the answer was
+            // not sent, and its writer should hear so.
             return Err(IoError::new(
-                ErrorKind::BrokenPipe,
+                ErrorKind::NotConnected,
                 "an earlier write on this connection failed",
             ));
         }
-        let (since, sent) = *self.answer.get_or_insert_with(|| (Instant::now(), 0));
-        let elapsed = since.elapsed();
-        // Within the grace (every answer of a client that keeps up) without the syscall.
-        let written = if elapsed > READ_RATE_GRACE
-            && behind(elapsed, sent.saturating_sub(self.unacknowledged()))
-        {
+        let since = *self.answer.get_or_insert_with(Instant::now);
+        // Within the grace (every answer of a client that keeps up) without a syscall.
+        let mut too_slow = false;
+        if since.elapsed() > READ_RATE_GRACE {
+            let now = Instant::now();
+            let acknowledged = self.written.saturating_sub(self.unacknowledged());
+            match self.paced {
+                None => self.paced = Some((now, acknowledged)),
+                Some((from, then)) => {
+                    too_slow = behind(now - from, acknowledged.saturating_sub(then));
+                }
+            }
+        }
+        let written = if too_slow {
             Err(IoError::new(
                 ErrorKind::TimedOut,
                 "the client reads its answer too slowly",
@@ -241,7 +265,7 @@ impl Write for RefinedTcpStream {
         };
         match written {
             Ok(n) => {
-                self.answer = Some((since, sent + n as u64));
+                self.written += n as u64;
                 Ok(n)
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => Err(e),
@@ -257,6 +281,7 @@ impl Write for RefinedTcpStream {
         let flushed = self.stream.flush();
         if flushed.is_ok() {
             self.answer = None;
+            self.paced = None;
         }
         flushed
     }
