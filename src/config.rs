@@ -259,11 +259,13 @@ fn percent_encode(value: &str) -> String {
         .collect()
 }
 
-/// Parses `KEY=VALUE` lines as the `dotenv` package does (Next.js reads the frontend's `.env`
-/// with it, and the two must agree on a shared `BETTER_AUTH_SECRET`): `#` comment lines,
-/// `export ` prefixes; a value in `"`, `'` or `` ` `` quotes is what is between them, and
-/// anything after the closing quote (a comment) is ignored; an unquoted value ends at its
-/// first `#` and is trimmed. Values span one line.
+/// Parses `KEY=VALUE` lines as the `dotenv` package (v16) does: Next.js reads the frontend's
+/// `.env` with it, and the two must agree on a shared `BETTER_AUTH_SECRET`. `#` comment lines
+/// and `export ` prefixes; a value in `"`, `'` or `` ` `` quotes followed by nothing but
+/// a `#` comment is what is between them (`\"` does not end a `"` value; in one, `\n` and
+/// `\r` are a line feed and a carriage return); any other value ends at its first `#`, is
+/// trimmed, and loses one pair of matching outer quotes. Values span one line (`dotenv`
+/// lets a quoted one span several).
 pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter_map(|line| {
@@ -273,22 +275,47 @@ pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
                 return None;
             }
             let (key, value) = line.split_once('=')?;
-            Some((key.trim().to_string(), dotenv_value(value).to_string()))
+            Some((key.trim().to_string(), dotenv_value(value)))
         })
         .collect()
 }
 
-fn dotenv_value(raw: &str) -> &str {
+const QUOTES: [char; 3] = ['\'', '"', '`'];
+
+fn dotenv_value(raw: &str) -> String {
     let raw = raw.trim_start();
-    for quote in ['"', '\'', '`'] {
-        if let Some((inside, _)) = raw
-            .strip_prefix(quote)
-            .and_then(|rest| rest.split_once(quote))
-        {
-            return inside;
+    let quoted = QUOTES.iter().find_map(|&quote| {
+        let rest = raw.strip_prefix(quote)?;
+        let end = closing_quote(rest, quote)?;
+        let after = rest[end + 1..].trim_start();
+        (after.is_empty() || after.starts_with('#')).then(|| &rest[..end])
+    });
+    let value = quoted.unwrap_or_else(|| {
+        let unquoted = raw.split('#').next().unwrap_or_default().trim();
+        QUOTES
+            .iter()
+            .find_map(|&q| unquoted.strip_prefix(q)?.strip_suffix(q))
+            .unwrap_or(unquoted)
+    });
+    if raw.starts_with('"') {
+        value.replace("\\n", "\n").replace("\\r", "\r")
+    } else {
+        value.to_string()
+    }
+}
+
+/// Where the first `quote` not escaped by a backslash is in `text`.
+fn closing_quote(text: &str, quote: char) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            c if c == quote => return Some(i),
+            _ => {}
         }
     }
-    raw.split('#').next().unwrap_or_default().trim()
+    None
 }
 
 #[cfg(test)]
@@ -450,6 +477,21 @@ mod tests {
         );
         let get = |k: &str| env.get(k).map(String::as_str);
         assert_eq!(get("S"), Some("secret-0123"));
+        // What dotenv v16 reads for each (its LINE regex and parse, run in node).
+        for (line, value) in [
+            ("A='it's'", "it's"),
+            ("B=\"a\"b\"", "a\"b"),
+            ("C=\"ab\\\"cd\"", "ab\\\"cd"),
+            ("D=\"x\" y # c", "\"x\" y"),
+            ("L=\"quoted\"trail", "\"quoted\"trail"),
+            ("N=\"one\\ntwo\"", "one\ntwo"),
+            ("M='one\\ntwo'", "one\\ntwo"),
+            ("K=  spaced out  ", "spaced out"),
+        ] {
+            let env = parse_dotenv(line);
+            let key = &line[..1];
+            assert_eq!(env.get(key).map(String::as_str), Some(value), "{line}");
+        }
         assert_eq!(get("Q"), Some("quoted # kept"));
         assert_eq!(get("T"), Some("single"));
         assert_eq!(get("U"), Some("back"));
