@@ -53,9 +53,23 @@ impl PublicKey {
     }
 }
 
+/// `url` with any `user:password@` taken out of its authority.
+pub fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{host}{}", &rest[end..]),
+        None => url.to_string(),
+    }
+}
+
 /// The cached key set of one JWKS URL.
 pub struct Jwks {
     url: String,
+    /// `url` without user info, for the log.
+    shown: String,
     refetch: Duration,
     keys: RwLock<HashMap<String, std::sync::Arc<PublicKey>>>,
     /// When the last fetch ended (successfully or not); held while fetching, so that
@@ -67,6 +81,7 @@ impl Jwks {
     /// A set fetched from `url` when first needed, and again at most every `refetch`.
     pub fn new(url: String, refetch: Duration) -> Jwks {
         Jwks {
+            shown: without_userinfo(&url),
             url,
             refetch,
             keys: RwLock::new(HashMap::new()),
@@ -95,11 +110,11 @@ impl Jwks {
                 log::info!(
                     "fetched {} key(s) from the JWKS at {}",
                     keys.len(),
-                    self.url
+                    self.shown
                 );
                 *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
             }
-            Err(e) => log::warn!("cannot fetch the JWKS at {}: {e}", self.url),
+            Err(e) => log::warn!("cannot fetch the JWKS at {}: {e}", self.shown),
         }
         drop(last);
         self.current(kid)
@@ -160,6 +175,10 @@ fn fetch(url: &str) -> Result<Vec<u8>, String> {
         return Err("JWKS URL must be http:// or https://".into());
     };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    // User info is not sent (nor put in an error, which is logged).
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let path = if path.is_empty() { "/" } else { path };
     let host = authority.rsplit_once(':').map_or(authority, |(h, p)| {
         if p.bytes().all(|b| b.is_ascii_digit()) {
@@ -304,6 +323,22 @@ fn read_response(mut reader: impl BufRead) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_info_stays_out_of_the_log() {
+        assert_eq!(
+            without_userinfo("http://user:pw@localhost:3000/api/auth/jwks"),
+            "http://localhost:3000/api/auth/jwks"
+        );
+        assert_eq!(
+            without_userinfo("https://auth.example.com/a@b"),
+            "https://auth.example.com/a@b"
+        );
+        assert_eq!(without_userinfo("not a url"), "not a url");
+        // Fetching such a URL neither sends nor reports the password.
+        let e = fetch("http://user:secret-pw@127.0.0.1:1/jwks").unwrap_err();
+        assert!(!e.contains("secret-pw"), "{e}");
+    }
 
     #[test]
     fn parses_the_three_key_kinds_and_skips_others() {
