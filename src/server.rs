@@ -432,10 +432,10 @@ fn handle(
         let spawned = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
+                let _counted = WriterThread(writers);
                 if let Some(answer) = take(&theirs) {
                     answer.send();
                 }
-                writers.writers.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(e) = spawned {
             shared.writers.fetch_sub(1, Ordering::AcqRel);
@@ -447,6 +447,15 @@ fn handle(
     } else {
         answer.send();
         drop(in_flight);
+    }
+}
+
+/// A writer thread's count in `Shared::writers`, given back when dropped (even by a panic).
+struct WriterThread(Arc<Shared>);
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        self.0.writers.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
