@@ -745,6 +745,25 @@ dbtest!(unknown_list_query_parameters_are_ignored, |app| {
     assert_eq!(with_unknown, plain);
 });
 
+dbtest!(
+    a_repeated_list_query_parameter_counts_with_its_last_value,
+    |app| {
+        // Arrange
+        let alice = app.user("alice");
+        app.create(&alice, r#"{"title": "One"}"#);
+        app.create(&alice, r#"{"title": "Two", "completed": true}"#);
+
+        // Act
+        let last_good = list(&alice, "status=bogus&status=completed");
+        let last_bad = alice.get("/api/tasks?status=completed&status=bogus");
+
+        // Assert
+        assert_eq!(last_good, list(&alice, "status=completed"));
+        assert_eq!(last_good.as_array().unwrap().len(), 1);
+        assert_bad_request(&last_bad, &[], "status=completed&status=bogus");
+    }
+);
+
 dbtest!(the_body_limit_is_65536_bytes, |app| {
     // Arrange
     let alice = app.user("alice");
