@@ -1,8 +1,9 @@
 //! Long task lists: a client that does not read its answer holds no request slot, and the
 //! memory such answers take together is bounded (`http::BodyBudget`).
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -33,6 +34,15 @@ fn ask_and_stall(app: &TestApp, user: &Client) -> TcpStream {
     let raw = request_bytes("GET", "/api/tasks", user.token.as_deref(), None, &[]);
     stream.write_all(&raw).unwrap();
     stream
+}
+
+/// `request` (from `request_bytes`) without its `Connection: close`: one of several on a
+/// connection.
+fn keep_alive(request: &[u8]) -> Vec<u8> {
+    String::from_utf8(request.to_vec())
+        .unwrap()
+        .replace("Connection: close\r\n", "")
+        .into_bytes()
 }
 
 /// The start of an answer, for a failure message (a list here is megabytes long).
@@ -236,6 +246,60 @@ dbtest!(
     }
 );
 
+// The same for a client that pipelines short answers and reads 1 KiB a second: each answer
+// is written within the grace (a blocked write goes on as soon as some of the kernel's
+// buffer is free), so its pace was never measured and it kept a thread for as long as it
+// liked; the pace now runs on across answers the client has not taken all of.
+#[test]
+fn a_client_reading_short_answers_too_slowly_is_cut_off_too() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let alice = app.user("alice");
+    let id = app.create(&alice, r#"{"title": "short"}"#)["id"].clone();
+    let one = keep_alive(&request_bytes(
+        "GET",
+        &format!("/api/tasks/{id}"),
+        alice.token.as_deref(),
+        None,
+        &[],
+    ));
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_tcp_mss(536).unwrap();
+    socket.connect(&app.addr.into()).unwrap();
+    let mut slow: TcpStream = socket.into();
+    // 1,000 requests, some 400 KB of answers: 400 s at this pace.
+    let mut sender = slow.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..1000 {
+            if sender.write_all(&one).is_err() {
+                return;
+            }
+        }
+    });
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let started = Instant::now();
+    let mut got = 0;
+    let mut buf = [0; 1024];
+    loop {
+        match slow.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "still reading after {:?}, {got} bytes",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let cut = started.elapsed();
+    assert!(cut >= Duration::from_secs(10), "cut off after {cut:?}");
+    assert!(got < 200_000, "{got} bytes in {cut:?}");
+    // Others are served all along.
+    assert_eq!(alice.get("/api/tasks").status, 200);
+}
+
 /// The pace is the client's, not the answer's: a client that pipelines two long lists and
 /// reads at 250 KB/s (15 times the minimum) gets both whole. (When the pace was counted per
 /// answer, the second was charged with the first's megabytes still in the kernel's send
@@ -248,10 +312,7 @@ fn a_pipelining_client_that_keeps_up_gets_every_answer_whole() {
     create_long_tasks(&app, &alice, 1000);
     let mut stream = TcpStream::connect(app.addr).unwrap();
     let list = request_bytes("GET", "/api/tasks", alice.token.as_deref(), None, &[]);
-    let keep_alive = String::from_utf8(list.clone())
-        .unwrap()
-        .replace("Connection: close\r\n", "");
-    stream.write_all(keep_alive.as_bytes()).unwrap();
+    stream.write_all(&keep_alive(&list)).unwrap();
     stream.write_all(&list).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -279,6 +340,95 @@ fn a_pipelining_client_that_keeps_up_gets_every_answer_whole() {
     }
 }
 
+/// Locks `tasks` on a connection of the test's own and has two requests of `user` wait on
+/// the lock, which holds both request slots of a 2-worker server; returns the locking client
+/// (`rollback` ends the lock) and the two requests, which then answer 200.
+fn hold_both_slots(app: &TestApp, user: &Client) -> (postgres::Client, Vec<JoinHandle<u16>>) {
+    let mut locker = app.db.postgres_client().unwrap();
+    locker
+        .batch_execute("begin; lock table tasks in access exclusive mode")
+        .unwrap();
+    let busy = (0..2)
+        .map(|_| {
+            let user = user.clone();
+            std::thread::spawn(move || user.get("/api/tasks").status)
+        })
+        .collect();
+    let mut watcher = app.db.postgres_client().unwrap();
+    let started = Instant::now();
+    while watcher
+        .query_one(
+            "select count(*) from pg_stat_activity \
+             where datname = current_database() and wait_event_type = 'Lock'",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        < 2
+    {
+        assert!(started.elapsed() < Duration::from_secs(3), "no slot waits");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (locker, busy)
+}
+
+/// A client pipelining requests faster than they can be answered is read from no further
+/// while 4 of its answers are unwritten. Each request read is queued for the workers with
+/// its body (up to 64 KiB): without the bound, one connection queued as many as it sent,
+/// and their memory with them. PostgreSQL only: a lock keeps the slots busy.
+#[test]
+fn a_connection_is_not_read_from_while_four_of_its_answers_are_unwritten() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    let app = TestApp::spawn_with(TestDb::new(&engine), |c| {
+        c.workers = 2;
+        c.pool_size = 2;
+    });
+    let bob = app.user("bob");
+    assert_eq!(bob.get("/api/tasks").status, 200);
+    let (mut locker, busy) = hold_both_slots(&app, &bob);
+
+    // GETs with 60 KB bodies (read, then ignored), sent for 3 s.
+    let body = vec![b' '; 60_000];
+    let one = keep_alive(&request_bytes(
+        "GET",
+        "/api/tasks",
+        bob.token.as_deref(),
+        Some(&body),
+        &[],
+    ));
+    let mut stream = TcpStream::connect(app.addr).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let (mut offset, mut total) = (0, 0);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until && total < 300 << 20 {
+        match stream.write(&one[offset..]) {
+            Ok(n) => {
+                total += n;
+                offset = (offset + n) % one.len();
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("after {total} bytes: {e}"),
+        }
+    }
+    // What the kernel's buffers hold on both sides, not thousands of requests.
+    assert!(
+        total < 40 << 20,
+        "{} requests ({total} bytes) were taken while none could be answered",
+        total / one.len()
+    );
+
+    locker.batch_execute("rollback").unwrap();
+    for status in busy {
+        assert_eq!(status.join().unwrap(), 200);
+    }
+    drop(stream);
+    assert_eq!(bob.get("/api/tasks").status, 200);
+}
+
 /// A client pipelines a small request behind a long list it does not read, while every slot
 /// is busy: both are queued for the workers. The small answer must wait for the list to be
 /// written, which such a client makes last for the 10 s write timeout; a worker must not
@@ -299,32 +449,7 @@ fn no_worker_waits_behind_a_long_answer_its_client_does_not_read() {
     let alices = app.create(&alice, r#"{"title": "short"}"#)["id"].clone();
     let bobs = app.create(&bob, r#"{"title": "bob's"}"#)["id"].clone();
 
-    // Both slots wait on a lock.
-    let mut locker = app.db.postgres_client().unwrap();
-    let mut lock = locker.transaction().unwrap();
-    lock.batch_execute("lock table tasks in access exclusive mode")
-        .unwrap();
-    let busy: Vec<_> = (0..2)
-        .map(|_| {
-            let bob = bob.clone();
-            std::thread::spawn(move || bob.get("/api/tasks").status)
-        })
-        .collect();
-    let mut watcher = app.db.postgres_client().unwrap();
-    let started = Instant::now();
-    while watcher
-        .query_one(
-            "select count(*) from pg_stat_activity \
-             where datname = current_database() and wait_event_type = 'Lock'",
-            &[],
-        )
-        .unwrap()
-        .get::<_, i64>(0)
-        < 2
-    {
-        assert!(started.elapsed() < Duration::from_secs(3), "no slot waits");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut locker, busy) = hold_both_slots(&app, &bob);
 
     // Two clients each pipeline alice's long list and one of her tasks, and read nothing.
     let pipelined = |app: &TestApp| {
@@ -335,10 +460,7 @@ fn no_worker_waits_behind_a_long_answer_its_client_does_not_read() {
         let mut stream: TcpStream = socket.into();
         let token = alice.token.as_deref();
         let list = request_bytes("GET", "/api/tasks", token, None, &[]);
-        let list = String::from_utf8(list)
-            .unwrap()
-            .replace("Connection: close\r\n", "");
-        stream.write_all(list.as_bytes()).unwrap();
+        stream.write_all(&keep_alive(&list)).unwrap();
         let one = request_bytes("GET", &format!("/api/tasks/{alices}"), token, None, &[]);
         stream.write_all(&one).unwrap();
         stream
@@ -356,7 +478,7 @@ fn no_worker_waits_behind_a_long_answer_its_client_does_not_read() {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    lock.rollback().unwrap();
+    locker.batch_execute("rollback").unwrap();
     let released = Instant::now();
     for status in busy {
         assert_eq!(status.join().unwrap(), 200);

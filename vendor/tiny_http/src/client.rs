@@ -57,6 +57,10 @@ pub const MAX_HEADERS: usize = 100;
 /// keep-alive time before that first byte is bounded by the socket's read timeout.
 pub const HEADER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// todo-api patch: a connection's thread reads no further request while this many of its
+/// answers are unwritten (pipelining depth; `SequentialWriterBuilder::wait_below`).
+pub const MAX_UNWRITTEN: usize = 4;
+
 /// Why reading one header line stopped.
 enum LineError {
     Io(IoError),
@@ -385,6 +389,8 @@ impl Iterator for ClientConnection {
                     return None;
                 }
             }
+            // todo-api patch: no further request while too many answers are unwritten.
+            self.sink.wait_below(MAX_UNWRITTEN);
 
             let mut rq = match self.read() {
                 Err(ReadError::Idle) => return None,

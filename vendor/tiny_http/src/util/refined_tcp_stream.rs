@@ -90,19 +90,27 @@ pub struct RefinedTcpStream {
     close_write: bool,
     // todo-api patch: bytes the socket has taken, all answers together.
     written: u64,
-    // todo-api patch: when the answer being written (between two flushes) began.
+    // todo-api patch: when the client began to owe the answers being written: the first
+    // write of the answer under way, or of an earlier one it had not taken all of when
+    // this one began (`carried`).
     answer: Option<Instant>,
-    // todo-api patch: once that answer has taken `READ_RATE_GRACE`, when its client's pace
-    // began to be measured, and the bytes the client had acknowledged then.
+    // todo-api patch: once that is `READ_RATE_GRACE` ago, when the client's pace began to
+    // be measured, and the bytes it had acknowledged then.
     paced: Option<(Instant, u64)>,
+    // todo-api patch: the last answer took over `STALLED` to write; whether the client has
+    // taken all of it is asked (one ioctl) at the next answer's first write, which
+    // otherwise starts afresh.
+    carried: bool,
     // todo-api patch: a write failed, so an answer may have gone out in part: nothing more
     // is written on this connection.
     broken: bool,
 }
 
-/// todo-api patch: an answer still being written this long after its first write has its
-/// client's pace measured from then on (`MIN_READ_RATE`). Answers of clients that keep up
-/// are written within it, and cost nothing more.
+/// todo-api patch: a client that has owed answers for this long (from the first write of
+/// the answer under way, or of an earlier one it had not taken all of) has its pace
+/// measured from then on (`MIN_READ_RATE`). Short answers to clients that keep up cost
+/// nothing more (no syscall); an answer that took over `STALLED` to write costs one ioctl
+/// at the next answer.
 pub const READ_RATE_GRACE: Duration = Duration::from_secs(10);
 
 /// todo-api patch: bytes a second that a client must acknowledge, on average over at least
@@ -113,6 +121,13 @@ pub const READ_RATE_GRACE: Duration = Duration::from_secs(10);
 /// kernel (whose send buffer grows to megabytes), and counted over the socket, not the
 /// answer: what is acknowledged meanwhile may be an earlier answer's rest.
 pub const MIN_READ_RATE: u64 = 16 * 1024;
+
+/// todo-api patch: an answer whose writing took longer than this may have left its client
+/// behind: the next one on the connection goes on with its pace rather than starting
+/// afresh, unless the client has taken all of it by then. Without this, a client reading
+/// a few hundred bytes a second kept a thread on each of its short answers for as long as
+/// it liked, each answer written within the grace.
+const STALLED: Duration = Duration::from_millis(250);
 
 /// Whether a client that acknowledged `taken` bytes in the `measured` time since its pace
 /// began to be measured is too slow.
@@ -137,6 +152,7 @@ impl RefinedTcpStream {
             written: 0,
             answer: None,
             paced: None,
+            carried: false,
             broken: false,
         };
 
@@ -147,6 +163,7 @@ impl RefinedTcpStream {
             written: 0,
             answer: None,
             paced: None,
+            carried: false,
             broken: false,
         };
 
@@ -242,6 +259,11 @@ impl Write for RefinedTcpStream {
                 "an earlier write on this connection failed",
             ));
         }
+        if std::mem::take(&mut self.carried) && self.unacknowledged() == 0 {
+            // It has caught up: this answer starts afresh.
+            self.answer = None;
+            self.paced = None;
+        }
         let since = *self.answer.get_or_insert_with(Instant::now);
         // Within the grace (every answer of a client that keeps up) without a syscall.
         let mut too_slow = false;
@@ -280,8 +302,12 @@ impl Write for RefinedTcpStream {
     fn flush(&mut self) -> IoResult<()> {
         let flushed = self.stream.flush();
         if flushed.is_ok() {
-            self.answer = None;
-            self.paced = None;
+            if self.answer.is_some_and(|since| since.elapsed() > STALLED) {
+                self.carried = true;
+            } else {
+                self.answer = None;
+                self.paced = None;
+            }
         }
         flushed
     }

@@ -147,6 +147,7 @@ where
 {
     writer: Arc<Mutex<W>>,
     next_trigger: Option<Receiver<()>>,
+    unwritten: Arc<Unwritten>,
 }
 
 pub struct SequentialWriter<W>
@@ -156,6 +157,28 @@ where
     trigger: Option<Receiver<()>>,
     writer: Arc<Mutex<W>>,
     on_finish: Sender<()>,
+    unwritten: Arc<Unwritten>,
+}
+
+/// todo-api patch: a connection's answers not yet written (writers given out and not
+/// dropped), so that its thread can stop reading requests while too many are (see
+/// `SequentialWriterBuilder::wait_below`).
+struct Unwritten {
+    state: Mutex<UnwrittenState>,
+    fewer: Condvar,
+}
+
+struct UnwrittenState {
+    count: usize,
+    // The connection's thread waits in `wait_below`: only then is a drop worth a wake-up.
+    waiting: bool,
+}
+
+impl Unwritten {
+    fn lock(&self) -> std::sync::MutexGuard<'_, UnwrittenState> {
+        // A counter and a flag, each changed in one step under the lock.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl<R: Read + Send> SequentialReaderBuilder<R> {
@@ -171,7 +194,32 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
         SequentialWriterBuilder {
             writer: Arc::new(Mutex::new(writer)),
             next_trigger: None,
+            unwritten: Arc::new(Unwritten {
+                state: Mutex::new(UnwrittenState {
+                    count: 0,
+                    waiting: false,
+                }),
+                fewer: Condvar::new(),
+            }),
         }
+    }
+
+    /// todo-api patch: waits while `limit` or more of the writers given out are not yet
+    /// dropped. A client pipelining requests faster than they are answered is then no
+    /// longer read from: each request read was queued for the workers with its body (up to
+    /// 64 KiB), without bound, and each answer waiting for an earlier one could take a
+    /// writer thread.
+    pub fn wait_below(&self, limit: usize) {
+        let mut state = self.unwritten.lock();
+        while state.count >= limit {
+            state.waiting = true;
+            state = self
+                .unwritten
+                .fewer
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.waiting = false;
     }
 }
 
@@ -204,10 +252,12 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
         let mut next_next_trigger = Some(rx);
         ::std::mem::swap(&mut next_next_trigger, &mut self.next_trigger);
 
+        self.unwritten.lock().count += 1;
         Some(SequentialWriter {
             trigger: next_next_trigger,
             writer: self.writer.clone(),
             on_finish: tx,
+            unwritten: self.unwritten.clone(),
         })
     }
 }
@@ -300,5 +350,13 @@ where
 {
     fn drop(&mut self) {
         self.on_finish.send(());
+        let waiting = {
+            let mut state = self.unwritten.lock();
+            state.count -= 1;
+            state.waiting
+        };
+        if waiting {
+            self.unwritten.fewer.notify_one();
+        }
     }
 }
