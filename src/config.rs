@@ -55,8 +55,11 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("database", &crate::db::redact(&self.database))
             .field("secret", &"<redacted>")
-            .field("better_auth_url", &self.better_auth_url)
-            .field("jwks_url", &self.jwks_url)
+            .field(
+                "better_auth_url",
+                &crate::jwks::without_userinfo(&self.better_auth_url),
+            )
+            .field("jwks_url", &crate::jwks::without_userinfo(&self.jwks_url))
             .field("cors_origins", &self.cors_origins)
             .field("listen", &self.listen)
             .field("workers", &self.workers)
@@ -228,11 +231,12 @@ pub fn origin_of(url: &str) -> Option<String> {
         "https" => ":443",
         _ => return None,
     };
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = authority
+    // User info first (its password may hold a raw `?` or `#`), then the host's end.
+    let authority = rest.split('/').next()?;
+    let authority = authority
         .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
-        .to_ascii_lowercase();
+        .map_or(authority, |(_, host)| host);
+    let host = authority.split(['?', '#']).next()?.to_ascii_lowercase();
     let host = host.strip_suffix(default_port).unwrap_or(&host);
     (!host.is_empty()).then(|| format!("{scheme}://{host}"))
 }
@@ -267,6 +271,8 @@ fn percent_encode(value: &str) -> String {
 /// trimmed, and loses one pair of matching outer quotes. Values span one line (`dotenv`
 /// lets a quoted one span several).
 pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
+    // A byte order mark (Windows PowerShell 5 writes one) is not part of the first key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     text.lines()
         .filter_map(|line| {
             let line = line.trim();
@@ -286,9 +292,13 @@ fn dotenv_value(raw: &str) -> String {
     let raw = raw.trim_start();
     let quoted = QUOTES.iter().find_map(|&quote| {
         let rest = raw.strip_prefix(quote)?;
-        let end = closing_quote(rest, quote)?;
-        let after = rest[end + 1..].trim_start();
-        (after.is_empty() || after.starts_with('#')).then(|| &rest[..end])
+        closing_quotes(rest, quote)
+            .into_iter()
+            .rev()
+            .find_map(|end| {
+                let after = rest[end + 1..].trim_start();
+                (after.is_empty() || after.starts_with('#')).then(|| &rest[..end])
+            })
     });
     let value = quoted.unwrap_or_else(|| {
         let unquoted = raw.split('#').next().unwrap_or_default().trim();
@@ -304,18 +314,22 @@ fn dotenv_value(raw: &str) -> String {
     }
 }
 
-/// Where the first `quote` not escaped by a backslash is in `text`.
-fn closing_quote(text: &str, quote: char) -> Option<usize> {
-    let mut escaped = false;
+/// Where `quote` may close a value in `text`, as dotenv's `(?:\\"|[^"])*"` lets it: each
+/// `quote` up to and including the first one not right after a backslash (a `\"` may still
+/// close the value when no later quote can).
+fn closing_quotes(text: &str, quote: char) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut after_backslash = false;
     for (i, c) in text.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            c if c == quote => return Some(i),
-            _ => {}
+        if c == quote {
+            ends.push(i);
+            if !after_backslash {
+                break;
+            }
         }
+        after_backslash = c == '\\';
     }
-    None
+    ends
 }
 
 #[cfg(test)]
@@ -450,6 +464,10 @@ mod tests {
                 "https://app.example.com:8443",
             ),
             ("http://user:pw@localhost:3000", "http://localhost:3000"),
+            (
+                "http://user:p#s?s@localhost:3000/x",
+                "http://localhost:3000",
+            ),
             ("http://[::1]:80", "http://[::1]"),
             ("http://localhost:8080?x#y", "http://localhost:8080"),
         ] {
@@ -487,6 +505,9 @@ mod tests {
             ("N=\"one\\ntwo\"", "one\ntwo"),
             ("M='one\\ntwo'", "one\\ntwo"),
             ("K=  spaced out  ", "spaced out"),
+            ("P=\"pa#ss\\\"", "pa#ss\\"),
+            ("W=\"C:\\dir#1\\\"", "C:\\dir#1\\"),
+            ("V=\"a\\\\\" #b\"", "a\\\\\" #b"),
         ] {
             let env = parse_dotenv(line);
             let key = &line[..1];
@@ -499,5 +520,11 @@ mod tests {
         assert_eq!(get("E"), Some(""));
         // An unclosed quote is part of the value, as in `dotenv`.
         assert_eq!(get("O"), Some("\"open"));
+        // A byte order mark before the first key.
+        let env = parse_dotenv("\u{feff}DATABASE_URL=sqlite:x.db\n");
+        assert_eq!(
+            env.get("DATABASE_URL").map(String::as_str),
+            Some("sqlite:x.db")
+        );
     }
 }

@@ -53,12 +53,13 @@ impl PublicKey {
     }
 }
 
-/// `url` with any `user:password@` taken out of its authority.
+/// `url` with any `user:password@` taken out of its authority, which ends at the first `/`
+/// here, as for the fetch (a password may hold a raw `#` or `?`).
 pub fn without_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let end = rest.find('/').unwrap_or(rest.len());
     match rest[..end].rsplit_once('@') {
         Some((_, host)) => format!("{scheme}://{host}{}", &rest[end..]),
         None => url.to_string(),
@@ -335,6 +336,10 @@ mod tests {
             "https://auth.example.com/a@b"
         );
         assert_eq!(without_userinfo("not a url"), "not a url");
+        assert_eq!(
+            without_userinfo("http://user:p#s?s@auth.example.com/jwks"),
+            "http://auth.example.com/jwks"
+        );
         // Fetching such a URL neither sends nor reports the password.
         let e = fetch("http://user:secret-pw@127.0.0.1:1/jwks").unwrap_err();
         assert!(!e.contains("secret-pw"), "{e}");
