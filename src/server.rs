@@ -491,20 +491,32 @@ impl Answer {
         let status = reply.status;
         // The body's share of the budget is held until it has been written.
         let hold = reply.hold.take();
-        if let Err(e) = rq.respond(to_response(reply)) {
-            log::debug!("request {request_id}: writing the response failed: {e}");
-        }
+        let delivered = rq.respond(to_response(reply));
         drop(hold);
         // Tenths of a millisecond, rounded, in integers (float formatting was ~600
         // instructions).
         let tenths = (started.elapsed().as_micros() + 50) / 100;
         log::info!(
-            "{} {} {status} {}.{}ms id={request_id}",
+            "{} {} {status} {}.{}ms id={request_id}{}",
             loggable(&method),
             loggable(path),
             tenths / 10,
-            tenths % 10
+            tenths % 10,
+            Undelivered(delivered.err())
         );
+    }
+}
+
+/// For the access log: nothing, or why the answer did not reach the client (cut off for
+/// reading too slowly, a reset), so that its status is not taken for what the client got.
+struct Undelivered(Option<std::io::Error>);
+
+impl std::fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(e) => write!(f, " not delivered: {e}"),
+            None => Ok(()),
+        }
     }
 }
 
