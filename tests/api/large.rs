@@ -429,6 +429,48 @@ fn a_connection_is_not_read_from_while_four_of_its_answers_are_unwritten() {
     assert_eq!(bob.get("/api/tasks").status, 200);
 }
 
+/// A request refused before it is built (here: ambiguous framing, 400) is answered after the
+/// answers before it on its connection, not ahead of them: the client read the refusal as
+/// the answer to its earlier request, which was still queued. PostgreSQL only: a lock keeps
+/// the earlier request queued.
+#[test]
+fn a_refusal_is_answered_in_its_turn() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    let app = TestApp::spawn_with(TestDb::new(&engine), |c| {
+        c.workers = 2;
+        c.pool_size = 2;
+    });
+    let bob = app.user("bob");
+    assert_eq!(bob.get("/api/tasks").status, 200);
+    let (mut locker, busy) = hold_both_slots(&app, &bob);
+
+    let mut stream = TcpStream::connect(app.addr).unwrap();
+    let list = request_bytes("GET", "/api/tasks", bob.token.as_deref(), None, &[]);
+    stream.write_all(&keep_alive(&list)).unwrap();
+    stream
+        .write_all(
+            b"POST /api/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\
+              Transfer-Encoding: chunked\r\n\r\n",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    locker.batch_execute("rollback").unwrap();
+    for status in busy {
+        assert_eq!(status.join().unwrap(), 200);
+    }
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let first = read_response(&mut reader);
+    assert_eq!(first.status, 200, "{}", brief(&first));
+    assert_eq!(first.json(), serde_json::json!([]));
+    let second = read_response(&mut reader);
+    assert_eq!(second.status, 400, "{}", brief(&second));
+}
+
 /// A client pipelines a small request behind a long list it does not read, while every slot
 /// is busy: both are queued for the workers. The small answer must wait for the list to be
 /// written, which such a client makes last for the 10 s write timeout; a worker must not

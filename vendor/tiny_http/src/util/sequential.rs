@@ -349,6 +349,13 @@ where
     W: Write + Send,
 {
     fn drop(&mut self) {
+        // todo-api patch: a writer dropped unused (a request refused before it was built)
+        // first waits for its turn: else the next answer (the refusal) went out at once,
+        // ahead of an earlier answer still to be written, which the client then read as the
+        // refusal. Only the connection's own thread drops a writer unused.
+        if let Some(turn) = self.trigger.take() {
+            let _ = turn.recv();
+        }
         self.on_finish.send(());
         let waiting = {
             let mut state = self.unwritten.lock();
