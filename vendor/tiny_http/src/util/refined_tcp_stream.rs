@@ -101,6 +101,11 @@ pub struct RefinedTcpStream {
     // taken all of it is asked (one ioctl) at the next answer's first write, which
     // otherwise starts afresh.
     carried: bool,
+    // todo-api patch: (when, `written` then) at two flushes at least a second apart, the
+    // older first: a carried client that has acknowledged all that was written a second or
+    // two ago is keeping up (its pace is bounded by the round trip, not its reading: a
+    // client pipelining short answers over a slow link), and starts afresh.
+    marks: [(Instant, u64); 2],
     // todo-api patch: a write failed, so an answer may have gone out in part: nothing more
     // is written on this connection.
     broken: bool,
@@ -153,6 +158,7 @@ impl RefinedTcpStream {
             answer: None,
             paced: None,
             carried: false,
+            marks: [(Instant::now(), 0); 2],
             broken: false,
         };
 
@@ -164,6 +170,7 @@ impl RefinedTcpStream {
             answer: None,
             paced: None,
             carried: false,
+            marks: [(Instant::now(), 0); 2],
             broken: false,
         };
 
@@ -259,8 +266,10 @@ impl Write for RefinedTcpStream {
                 "an earlier write on this connection failed",
             ));
         }
-        if std::mem::take(&mut self.carried) && self.unacknowledged() == 0 {
-            // It has caught up: this answer starts afresh.
+        if std::mem::take(&mut self.carried)
+            && self.written.saturating_sub(self.unacknowledged()) >= self.marks[0].1
+        {
+            // It keeps up: this answer starts afresh.
             self.answer = None;
             self.paced = None;
         }
@@ -302,7 +311,11 @@ impl Write for RefinedTcpStream {
     fn flush(&mut self) -> IoResult<()> {
         let flushed = self.stream.flush();
         if flushed.is_ok() {
-            if self.answer.is_some_and(|since| since.elapsed() > STALLED) {
+            let now = Instant::now();
+            if now.duration_since(self.marks[1].0) >= Duration::from_secs(1) {
+                self.marks = [self.marks[1], (now, self.written)];
+            }
+            if self.answer.is_some_and(|since| now.duration_since(since) > STALLED) {
                 self.carried = true;
             } else {
                 self.answer = None;
