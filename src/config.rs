@@ -109,10 +109,12 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_BETTER_AUTH_URL.into())
             .trim_end_matches('/')
             .to_string();
+        check_url("BETTER_AUTH_URL", &better_auth_url)?;
         let default_origin = origin_of(&better_auth_url)
-            .ok_or_else(|| format!("BETTER_AUTH_URL is not an http(s) URL: {better_auth_url}"))?;
+            .ok_or_else(|| "BETTER_AUTH_URL is not an http(s) URL".to_string())?;
         let jwks_url =
             get("JWKS_URL").unwrap_or_else(|| format!("{better_auth_url}/api/auth/jwks"));
+        check_url("JWKS_URL", &jwks_url)?;
         let cors_origins = match get("CORS_ORIGINS") {
             None => vec![default_origin],
             // Each as browsers send it (`https://App.example.com:443` would never match).
@@ -220,6 +222,34 @@ fn parse_database_url(url: &str, root_cert: Option<String>) -> Result<Database, 
     }
 }
 
+/// Refuses a URL that is not `http(s)://host[:port]...` or that holds a user name or
+/// password (which nothing here sends, and which would reach the log): the error does not
+/// repeat the URL.
+fn check_url(name: &str, url: &str) -> Result<(), String> {
+    let refused = || {
+        format!(
+            "{name} must be http(s)://host[:port][/path], without a user name or password \
+             (percent-encode any / ? # @ in it)"
+        )
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(refused)?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(refused());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // After an IPv6 literal's `]`, or the whole authority: `host:port` or `host`.
+    let port_part = authority
+        .rfind(']')
+        .map_or(authority, |i| &authority[i + 1..]);
+    let port_ok = port_part
+        .split_once(':')
+        .is_none_or(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()));
+    if authority.is_empty() || authority.contains('@') || !port_ok {
+        return Err(refused());
+    }
+    Ok(())
+}
+
 /// The origin of an http(s) URL as browsers serialize it in `Origin` (RFC 6454):
 /// `scheme://host[:port]`, scheme and host in lower case, without user info and without the
 /// scheme's default port. `http://user:pw@App.Example.com:80/x` is `http://app.example.com`.
@@ -231,12 +261,11 @@ pub fn origin_of(url: &str) -> Option<String> {
         "https" => ":443",
         _ => return None,
     };
-    // User info first (its password may hold a raw `?` or `#`), then the host's end.
-    let authority = rest.split('/').next()?;
-    let authority = authority
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority
         .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let host = authority.split(['?', '#']).next()?.to_ascii_lowercase();
+        .map_or(authority, |(_, host)| host)
+        .to_ascii_lowercase();
     let host = host.strip_suffix(default_port).unwrap_or(&host);
     (!host.is_empty()).then(|| format!("{scheme}://{host}"))
 }
@@ -245,7 +274,12 @@ pub fn origin_of(url: &str) -> Option<String> {
 pub fn env_or_dotenv() -> impl Fn(&str) -> Option<String> {
     let dotenv = match std::fs::read_to_string(".env") {
         Ok(text) => parse_dotenv(&text),
-        Err(_) => HashMap::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+        // Not UTF-8 (PowerShell 5 writes UTF-16), unreadable: said, not silently skipped.
+        Err(e) => {
+            eprintln!("warning: ./.env is not read ({e}): save it as UTF-8");
+            HashMap::new()
+        }
     };
     move |key| std::env::var(key).ok().or_else(|| dotenv.get(key).cloned())
 }
@@ -464,10 +498,7 @@ mod tests {
                 "https://app.example.com:8443",
             ),
             ("http://user:pw@localhost:3000", "http://localhost:3000"),
-            (
-                "http://user:p#s?s@localhost:3000/x",
-                "http://localhost:3000",
-            ),
+            ("http://localhost:3000?next=a@b", "http://localhost:3000"),
             ("http://[::1]:80", "http://[::1]"),
             ("http://localhost:8080?x#y", "http://localhost:8080"),
         ] {
@@ -475,8 +506,28 @@ mod tests {
         }
         assert_eq!(origin_of("ftp://x"), None);
         assert_eq!(origin_of("http://"), None);
-        let c = config(&[("BETTER_AUTH_URL", "https://user:pw@App.example.com:443")]).unwrap();
+        let c = config(&[("BETTER_AUTH_URL", "https://App.example.com:443")]).unwrap();
         assert_eq!(c.cors_origins, ["https://app.example.com"]);
+        // A user name or password is refused, the URL not repeated in the error.
+        for (name, url) in [
+            ("BETTER_AUTH_URL", "https://user:secret-pw@app.example.com"),
+            (
+                "BETTER_AUTH_URL",
+                "https://user:secret/pw@app.example.com/x",
+            ),
+            ("JWKS_URL", "https://user:secret-pw@app.example.com/jwks"),
+            ("JWKS_URL", "https://app.example.com:secret/jwks"),
+        ] {
+            let e = config(&[(name, url)]).unwrap_err();
+            assert!(e.starts_with(name) && !e.contains("secret"), "{url}: {e}");
+        }
+        for url in [
+            "http://[::1]:3000",
+            "https://auth.example.com/a@b",
+            "http://h:80?x=@",
+        ] {
+            assert!(config(&[("BETTER_AUTH_URL", url)]).is_ok(), "{url}");
+        }
         let c = config(&[("CORS_ORIGINS", "https://A.example:443, null")]).unwrap();
         assert_eq!(c.cors_origins, ["https://a.example", "null"]);
     }

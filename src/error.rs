@@ -40,6 +40,8 @@ pub enum Error {
     Unavailable(String),
     /// 503: a large body would take more memory than the server gives such bodies now.
     Busy,
+    /// A request queued as the server stopped (503, with `Retry-After`).
+    ShuttingDown,
     /// 500: a bug or an unexpected database answer; the cause is logged.
     Internal(String),
 }
@@ -73,7 +75,7 @@ impl Error {
             Error::NotFound(_) => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::PayloadTooLarge => 413,
-            Error::Unavailable(_) | Error::Busy => 503,
+            Error::Unavailable(_) | Error::Busy | Error::ShuttingDown => 503,
             Error::Internal(_) => 500,
         }
     }
@@ -109,6 +111,7 @@ impl Error {
                 "The server is busy sending other large answers; try again shortly.",
                 &[],
             ),
+            Error::ShuttingDown => ("The server is shutting down; try again shortly.", &[]),
             Error::Internal(_) => ("internal server error", &[]),
         };
         let body = serde_json::to_vec(&Body { detail, errors }).expect("serializing strings");
@@ -119,7 +122,9 @@ impl Error {
                 reply.header("WWW-Authenticate", r#"Bearer error="invalid_token""#)
             }
             Error::MethodNotAllowed(allow) => reply.header("Allow", *allow),
-            Error::Unavailable(_) | Error::Busy => reply.header("Retry-After", "1"),
+            Error::Unavailable(_) | Error::Busy | Error::ShuttingDown => {
+                reply.header("Retry-After", "1")
+            }
             _ => {}
         }
         reply

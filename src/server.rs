@@ -143,7 +143,15 @@ impl Server {
             let _ = worker.join();
         }
         // Handled on connection threads, which are not joined: begun before `stopping` was set.
+        // Requests queued since the workers stopped are refused (503, and the connection
+        // closed): left unanswered, their connections' threads would wait for them for good
+        // (a connection is not read from while 4 of its answers are unwritten).
         wait_while(deadline.max(Instant::now() + DIRECT_GRACE), || {
+            while let Ok(Some(rq)) = self.http.try_recv() {
+                let mut reply = Error::ShuttingDown.to_reply();
+                reply.header("Connection", "close");
+                let _ = rq.respond(to_response(reply));
+            }
             self.shared.in_flight.load(Ordering::SeqCst) > 0
         });
     }
