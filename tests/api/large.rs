@@ -340,6 +340,16 @@ fn a_pipelining_client_that_keeps_up_gets_every_answer_whole() {
     }
 }
 
+/// A server with 2 workers and 2 pooled connections on a scratch PostgreSQL database; None
+/// when the tests run without PostgreSQL.
+fn two_worker_postgres_app() -> Option<TestApp> {
+    let engine = Engine::postgres()?;
+    Some(TestApp::spawn_with(TestDb::new(&engine), |c| {
+        c.workers = 2;
+        c.pool_size = 2;
+    }))
+}
+
 /// Locks `tasks` on a connection of the test's own and has two requests of `user` wait on
 /// the lock, which holds both request slots of a 2-worker server; returns the locking client
 /// (`rollback` ends the lock) and the two requests, which then answer 200.
@@ -378,13 +388,9 @@ fn hold_both_slots(app: &TestApp, user: &Client) -> (postgres::Client, Vec<JoinH
 /// and their memory with them. PostgreSQL only: a lock keeps the slots busy.
 #[test]
 fn a_connection_is_not_read_from_while_four_of_its_answers_are_unwritten() {
-    let Some(engine) = Engine::postgres() else {
+    let Some(app) = two_worker_postgres_app() else {
         return;
     };
-    let app = TestApp::spawn_with(TestDb::new(&engine), |c| {
-        c.workers = 2;
-        c.pool_size = 2;
-    });
     let bob = app.user("bob");
     assert_eq!(bob.get("/api/tasks").status, 200);
     let (mut locker, busy) = hold_both_slots(&app, &bob);
@@ -435,13 +441,9 @@ fn a_connection_is_not_read_from_while_four_of_its_answers_are_unwritten() {
 /// the earlier request queued.
 #[test]
 fn a_refusal_is_answered_in_its_turn() {
-    let Some(engine) = Engine::postgres() else {
+    let Some(app) = two_worker_postgres_app() else {
         return;
     };
-    let app = TestApp::spawn_with(TestDb::new(&engine), |c| {
-        c.workers = 2;
-        c.pool_size = 2;
-    });
     let bob = app.user("bob");
     assert_eq!(bob.get("/api/tasks").status, 200);
     let (mut locker, busy) = hold_both_slots(&app, &bob);
@@ -478,13 +480,9 @@ fn a_refusal_is_answered_in_its_turn() {
 /// kept busy by a lock.
 #[test]
 fn no_worker_waits_behind_a_long_answer_its_client_does_not_read() {
-    let Some(engine) = Engine::postgres() else {
+    let Some(app) = two_worker_postgres_app() else {
         return;
     };
-    let app = TestApp::spawn_with(TestDb::new(&engine), |c| {
-        c.workers = 2;
-        c.pool_size = 2;
-    });
     let alice = app.user("alice");
     let bob = app.user("bob");
     create_long_tasks(&app, &alice, 1000);
