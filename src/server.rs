@@ -516,7 +516,9 @@ impl Answer {
 }
 
 /// For the access log: nothing, or why the answer did not reach the client (cut off for
-/// reading too slowly, a reset), so that its status is not taken for what the client got.
+/// reading too slowly, or written after its connection was cut), so that its status is not
+/// taken for what the client got. tiny_http's `respond` reports a client that left (a
+/// reset, a broken pipe) on the answer's own write as success.
 struct Undelivered(Option<std::io::Error>);
 
 impl std::fmt::Display for Undelivered {

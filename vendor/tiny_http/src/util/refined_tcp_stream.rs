@@ -88,27 +88,44 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
-    // todo-api patch: bytes the socket has taken, all answers together.
-    written: u64,
-    // todo-api patch: when the client began to owe the answers being written: the first
-    // write of the answer under way, or of an earlier one it had not taken all of when
-    // this one began (`carried`).
-    answer: Option<Instant>,
-    // todo-api patch: once that is `READ_RATE_GRACE` ago, when the client's pace began to
-    // be measured, and the bytes it had acknowledged then.
-    paced: Option<(Instant, u64)>,
-    // todo-api patch: the last answer took over `STALLED` to write; whether the client has
-    // taken all of it is asked (one ioctl) at the next answer's first write, which
-    // otherwise starts afresh.
-    carried: bool,
-    // todo-api patch: (when, `written` then) at two flushes at least a second apart, the
-    // older first: a carried client that has acknowledged all that was written a second or
-    // two ago is keeping up (its pace is bounded by the round trip, not its reading: a
-    // client pipelining short answers over a slow link), and starts afresh.
-    marks: [(Instant, u64); 2],
+    // todo-api patch: the client's reading pace (`MIN_READ_RATE`); the write half's.
+    pace: Pace,
     // todo-api patch: a write failed, so an answer may have gone out in part: nothing more
     // is written on this connection.
     broken: bool,
+}
+
+/// todo-api patch: what the write half knows of its client's reading pace.
+struct Pace {
+    // Bytes the socket has taken, all answers together.
+    written: u64,
+    // When the client began to owe the answers being written: the first write of the
+    // answer under way, or of an earlier one it had not taken all of when this one began
+    // (`carried`).
+    answer: Option<Instant>,
+    // Once that is `READ_RATE_GRACE` ago, when the client's pace began to be measured, and
+    // the bytes it had acknowledged then.
+    paced: Option<(Instant, u64)>,
+    // The last answer took over `STALLED` to write; whether the client has taken all of it
+    // is asked (one ioctl) at the next answer's first write, which otherwise starts afresh.
+    carried: bool,
+    // (when, `written` then) at two flushes at least a second apart, the older first: a
+    // carried client that has acknowledged all that was written a second or two ago is
+    // keeping up (its pace is bounded by the round trip, not its reading: a client
+    // pipelining short answers over a slow link), and starts afresh.
+    marks: [(Instant, u64); 2],
+}
+
+impl Pace {
+    fn new() -> Pace {
+        Pace {
+            written: 0,
+            answer: None,
+            paced: None,
+            carried: false,
+            marks: [(Instant::now(), 0); 2],
+        }
+    }
 }
 
 /// todo-api patch: a client that has owed answers for this long (from the first write of
@@ -154,11 +171,7 @@ impl RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
-            written: 0,
-            answer: None,
-            paced: None,
-            carried: false,
-            marks: [(Instant::now(), 0); 2],
+            pace: Pace::new(),
             broken: false,
         };
 
@@ -166,11 +179,7 @@ impl RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
-            written: 0,
-            answer: None,
-            paced: None,
-            carried: false,
-            marks: [(Instant::now(), 0); 2],
+            pace: Pace::new(),
             broken: false,
         };
 
@@ -202,6 +211,11 @@ impl RefinedTcpStream {
             }
         }
         0
+    }
+
+    /// todo-api patch: bytes of all answers so far that the client has acknowledged.
+    fn acknowledged(&self) -> u64 {
+        self.pace.written.saturating_sub(self.unacknowledged())
     }
 
     /// todo-api patch: ends the connection after a failed write. Shut down both ways, the
@@ -266,21 +280,19 @@ impl Write for RefinedTcpStream {
                 "an earlier write on this connection failed",
             ));
         }
-        if std::mem::take(&mut self.carried)
-            && self.written.saturating_sub(self.unacknowledged()) >= self.marks[0].1
-        {
+        if std::mem::take(&mut self.pace.carried) && self.acknowledged() >= self.pace.marks[0].1 {
             // It keeps up: this answer starts afresh.
-            self.answer = None;
-            self.paced = None;
+            self.pace.answer = None;
+            self.pace.paced = None;
         }
-        let since = *self.answer.get_or_insert_with(Instant::now);
+        let since = *self.pace.answer.get_or_insert_with(Instant::now);
         // Within the grace (every answer of a client that keeps up) without a syscall.
         let mut too_slow = false;
         if since.elapsed() > READ_RATE_GRACE {
             let now = Instant::now();
-            let acknowledged = self.written.saturating_sub(self.unacknowledged());
-            match self.paced {
-                None => self.paced = Some((now, acknowledged)),
+            let acknowledged = self.acknowledged();
+            match self.pace.paced {
+                None => self.pace.paced = Some((now, acknowledged)),
                 Some((from, then)) => {
                     too_slow = behind(now - from, acknowledged.saturating_sub(then));
                 }
@@ -296,7 +308,7 @@ impl Write for RefinedTcpStream {
         };
         match written {
             Ok(n) => {
-                self.written += n as u64;
+                self.pace.written += n as u64;
                 Ok(n)
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => Err(e),
@@ -312,14 +324,15 @@ impl Write for RefinedTcpStream {
         let flushed = self.stream.flush();
         if flushed.is_ok() {
             let now = Instant::now();
-            if now.duration_since(self.marks[1].0) >= Duration::from_secs(1) {
-                self.marks = [self.marks[1], (now, self.written)];
+            let pace = &mut self.pace;
+            if now.duration_since(pace.marks[1].0) >= Duration::from_secs(1) {
+                pace.marks = [pace.marks[1], (now, pace.written)];
             }
-            if self.answer.is_some_and(|since| now.duration_since(since) > STALLED) {
-                self.carried = true;
+            if pace.answer.is_some_and(|since| now.duration_since(since) > STALLED) {
+                pace.carried = true;
             } else {
-                self.answer = None;
-                self.paced = None;
+                pace.answer = None;
+                pace.paced = None;
             }
         }
         flushed
