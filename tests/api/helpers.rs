@@ -193,6 +193,13 @@ impl TestApp {
         self.server = Some(server);
     }
 
+    /// Begins a graceful shutdown on a thread of its own (it returns once the server has
+    /// stopped); the server is not restarted.
+    pub fn shut_down_in_background(&mut self) -> std::thread::JoinHandle<()> {
+        let server = self.server.take().expect("the server is running");
+        std::thread::spawn(move || server.shutdown())
+    }
+
     /// A client acting as user `sub`, with a fresh one-hour token.
     pub fn user(&self, sub: &str) -> Client {
         Client {

@@ -435,6 +435,63 @@ fn a_connection_is_not_read_from_while_four_of_its_answers_are_unwritten() {
     assert_eq!(bob.get("/api/tasks").status, 200);
 }
 
+/// During a shutdown's drain, a request that arrives on a kept-alive connection (here, while
+/// every slot is busy, so that it waits in the queue) is still answered, saying
+/// `Connection: close`, and the shutdown ends once it is (the connection itself ends with the
+/// process, which exits then). PostgreSQL only: a lock keeps the drain going until the test
+/// lets go.
+#[test]
+fn a_request_queued_during_the_drain_is_answered_with_connection_close() {
+    let Some(mut app) = two_worker_postgres_app() else {
+        return;
+    };
+    let bob = app.user("bob");
+    let list = keep_alive(&request_bytes(
+        "GET",
+        "/api/tasks",
+        bob.token.as_deref(),
+        None,
+        &[],
+    ));
+    let mut idle = TcpStream::connect(app.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    idle.write_all(&list).unwrap();
+    let mut idle_reader = BufReader::new(idle.try_clone().unwrap());
+    let first = read_response(&mut idle_reader);
+    assert_eq!(first.status, 200, "{}", brief(&first));
+    assert_eq!(first.header("Connection"), None, "kept alive");
+
+    let (mut locker, busy) = hold_both_slots(&app, &bob);
+    let shutdown = app.shut_down_in_background();
+    std::thread::sleep(Duration::from_millis(200));
+    idle.write_all(&list).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !shutdown.is_finished(),
+        "the shutdown waits for the requests under way"
+    );
+    locker.batch_execute("rollback").unwrap();
+    for status in busy {
+        assert_eq!(
+            status.join().unwrap(),
+            200,
+            "the requests under way are finished"
+        );
+    }
+    let last = read_response(&mut idle_reader);
+    assert_eq!(last.status, 200, "{}", brief(&last));
+    assert_eq!(last.header("Connection"), Some("close"));
+    let started = Instant::now();
+    while !shutdown.is_finished() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the shutdown ends"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A request refused before it is built (here: ambiguous framing, 400) is answered after the
 /// answers before it on its connection, not ahead of them: the client read the refusal as
 /// the answer to its earlier request, which was still queued. PostgreSQL only: a lock keeps
