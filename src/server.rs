@@ -340,8 +340,12 @@ enum Writer {
 }
 
 /// Threads writing large answers at most; past that a worker writes one itself. Their
-/// bodies are bounded by the `BodyBudget`, their number by this.
-const MAX_WRITER_THREADS: usize = 64;
+/// bodies are bounded by the `BodyBudget`, their number by this: as many as connections may
+/// be open (each of which holds a thread already), so that clients holding them all would
+/// first have to hold hundreds of connections, reading each at the pace rule's 16 KiB/s.
+/// Under 64 (as before), some twenty such clients could take them all, and then the workers.
+/// A writer thread costs its stack's touched pages (some 16 KiB).
+const MAX_WRITER_THREADS: usize = tiny_http::MAX_CONNECTIONS;
 
 /// Builds the answer holding the request's slot, gives the slot back, then writes it: a
 /// client slow to read its answer holds no slot (nor, with `Writer`, a worker).
