@@ -159,11 +159,11 @@ impl From<postgres::Error> for Error {
             // No SQLSTATE otherwise: the socket, TLS or protocol failed, the server is gone.
             None => true,
             Some(code) => {
+                // 08: the connection failed; 57P: the server ended the session (shutting
+                // down, terminated, `idle_session_timeout`, the database dropped).
                 code.code().starts_with("08")
+                    || code.code().starts_with("57P")
                     || [
-                        SqlState::ADMIN_SHUTDOWN,
-                        SqlState::CRASH_SHUTDOWN,
-                        SqlState::CANNOT_CONNECT_NOW,
                         SqlState::TOO_MANY_CONNECTIONS,
                         SqlState::READ_ONLY_SQL_TRANSACTION,
                         SqlState::DISK_FULL,

@@ -24,7 +24,8 @@ use crate::error::{Error, Result};
 use crate::tasks::{ListQuery, NewTask, TaskPatch};
 use crate::time::Micros;
 
-/// The schema, applied on the first connection and after any outage that preceded it.
+/// The schema, applied on the first connection, after any outage that preceded it, and
+/// again when a statement finds a table missing (`PgStore::tables_missing`).
 const SCHEMA: &str = include_str!("../../schema.sql");
 /// Serializes schema creation between instances starting together (any fixed number).
 const SCHEMA_LOCK: i64 = 0x746f_646f;
@@ -153,15 +154,74 @@ enum Connector {
     Tls(PostgresConnectionManager<MakeTlsConnector>),
 }
 
+/// Why a connection could not be made or kept, said in full: the driver's own `Display` of
+/// a server's refusal is only "db error", and of a socket or TLS failure only its kind
+/// ("error connecting to server"), so a wrong password, a missing database and a refused
+/// port all read the same in the log and in the 503's logged cause.
+#[derive(Debug)]
+pub struct ConnectError(postgres::Error);
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(db) = self.0.as_db_error() {
+            return write!(f, "{} ({})", db.message(), db.code().code());
+        }
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(&self.0);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Logs the pool's failures to connect: each new reason at once, the same reason again at
+/// most every `REPEAT_EVERY` (with how many were left out), instead of the pool's own
+/// handler's line per attempt (three a second, for as long as the database is away).
+#[derive(Debug, Default)]
+struct ConnectErrorLog {
+    last: Mutex<Option<(String, Instant, u64)>>,
+}
+
+impl ConnectErrorLog {
+    const REPEAT_EVERY: Duration = Duration::from_secs(60);
+}
+
+impl r2d2::HandleError<ConnectError> for ConnectErrorLog {
+    fn handle_error(&self, error: ConnectError) {
+        let text = error.to_string();
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *last {
+            Some((seen, at, left_out))
+                if *seen == text && at.elapsed() < ConnectErrorLog::REPEAT_EVERY =>
+            {
+                *left_out += 1;
+            }
+            _ => {
+                let again = match &*last {
+                    Some((seen, _, n)) if *seen == text => format!(" ({n} more since)"),
+                    _ => String::new(),
+                };
+                log::error!("cannot connect to PostgreSQL: {text}{again}");
+                *last = Some((text, Instant::now(), 0));
+            }
+        }
+    }
+}
+
 impl r2d2::ManageConnection for Manager {
     type Connection = PgConn;
-    type Error = postgres::Error;
+    type Error = ConnectError;
 
-    fn connect(&self) -> Result<PgConn, postgres::Error> {
+    fn connect(&self) -> Result<PgConn, ConnectError> {
         let client = match &self.inner {
-            Connector::Plain(manager) => manager.connect()?,
-            Connector::Tls(manager) => manager.connect()?,
-        };
+            Connector::Plain(manager) => manager.connect(),
+            Connector::Tls(manager) => manager.connect(),
+        }
+        .map_err(ConnectError)?;
         let watch = self.watchdog.watch(client.cancel_token());
         Ok(PgConn {
             client,
@@ -171,11 +231,12 @@ impl r2d2::ManageConnection for Manager {
         })
     }
 
-    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), ConnectError> {
         match &self.inner {
             Connector::Plain(manager) => manager.is_valid(&mut conn.client),
             Connector::Tls(manager) => manager.is_valid(&mut conn.client),
         }
+        .map_err(ConnectError)
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
@@ -393,6 +454,7 @@ impl PgStore {
             // A broken connection shows itself on its first query, which is retried where
             // that is safe (`read`); a round trip per checkout would halve throughput.
             .test_on_check_out(false)
+            .error_handler(Box::new(ConnectErrorLog::default()))
             .build_unchecked(manager);
         let store = PgStore {
             pool,
@@ -433,7 +495,7 @@ impl PgStore {
     }
 
     /// Runs `f` on a connection from `checkout`, once more on a fresh one if that one turned
-    /// out to be dead.
+    /// out to be dead, or the tables were missing (`tables_missing`).
     fn retried<T>(
         &self,
         checkout: impl Fn() -> Result<Conn>,
@@ -441,8 +503,10 @@ impl PgStore {
     ) -> Result<T> {
         let mut conn = checkout()?;
         match f(&mut conn) {
-            Err(e) if conn.client.is_closed() => {
-                self.mark_suspect();
+            Err(e) if conn.client.is_closed() || self.tables_missing(&e) => {
+                if conn.client.is_closed() {
+                    self.mark_suspect();
+                }
                 log::debug!("retrying a read on a fresh connection after: {e}");
                 drop(conn);
                 Ok(f(&mut *checkout()?)?)
@@ -451,8 +515,51 @@ impl PgStore {
         }
     }
 
-    /// Runs `f` once, never retried: a write (whether a lost connection committed it is
-    /// unknowable), or a streamed read (rows already handed on would be handed on again).
+    /// Runs a write, once more on a fresh connection only when the first run certainly did
+    /// not take effect: the server ended the session instead of answering it (class 57P:
+    /// an administrator, a restart, `idle_session_timeout` on a connection the pool held
+    /// idle), or the tables were missing. A statement answered by an error did not commit
+    /// (the commit comes after its result, at the Sync); one whose connection broke without
+    /// an answer may have, and is not run again: that is a 503.
+    fn write<T>(&self, f: impl Fn(&mut PgConn) -> Result<T, postgres::Error>) -> Result<T> {
+        let mut conn = self.conn()?;
+        match f(&mut conn) {
+            Err(e) if conn.client.is_closed() && session_ended(&e) || self.tables_missing(&e) => {
+                if conn.client.is_closed() {
+                    self.mark_suspect();
+                }
+                log::debug!("running a write again on a fresh connection after: {e}");
+                drop(conn);
+                self.once(f)
+            }
+            Err(e) => {
+                if conn.client.is_closed() {
+                    self.mark_suspect();
+                }
+                Err(e.into())
+            }
+            Ok(value) => Ok(value),
+        }
+    }
+
+    /// True for a statement that failed because a table does not exist (42P01): the
+    /// database was dropped and created again, or the tables dropped, since the schema was
+    /// applied. The statement did nothing; the schema is applied again on the next checkout
+    /// (as at start-up: `create table if not exists`), so that the server recovers by itself
+    /// instead of answering 500 until it is restarted.
+    fn tables_missing(&self, e: &postgres::Error) -> bool {
+        let missing = is(e, &SqlState::UNDEFINED_TABLE);
+        if missing {
+            log::warn!(
+                "a table is missing (the database was re-created?): applying the schema again"
+            );
+            self.schema_ready.store(false, Ordering::Release);
+        }
+        missing
+    }
+
+    /// Runs `f` once, never retried: a streamed read (rows already handed on would be
+    /// handed on again), or a write's second try.
     fn once<T, E: Into<Error>>(&self, f: impl FnOnce(&mut PgConn) -> Result<T, E>) -> Result<T> {
         let mut conn = self.conn()?;
         let result = f(&mut conn);
@@ -487,7 +594,7 @@ impl Store for PgStore {
     }
 
     fn upsert_user(&self, user: &User) -> Result<()> {
-        self.once(|c| upsert_user_on(c, user))
+        self.write(|c| upsert_user_on(c, user))
     }
 
     fn list(
@@ -540,7 +647,7 @@ impl Store for PgStore {
                 ],
             )
         };
-        let rows = self.once(|c| match insert(c) {
+        let rows = self.write(|c| match insert(c) {
             // The user's row is gone (deleted by hand, or a cache that outlived it).
             Err(e) if is(&e, &SqlState::FOREIGN_KEY_VIOLATION) => {
                 upsert_user_on(c, user)?;
@@ -576,7 +683,7 @@ impl Store for PgStore {
         let description = patch.description.clone().flatten();
         let set_due = patch.due_date.is_some();
         let due = patch.due_date.flatten().map(Micros::to_system_time);
-        let rows = self.once(|c| {
+        let rows = self.write(|c| {
             c.query(
                 sql,
                 &[
@@ -596,7 +703,7 @@ impl Store for PgStore {
 
     fn delete(&self, user_id: &str, id: i64) -> Result<bool> {
         let sql = "delete from tasks where id = $1 and user_id = $2 returning id";
-        let rows = self.once(|c| c.query(sql, &id_and_user(&id, &user_id)))?;
+        let rows = self.write(|c| c.query(sql, &id_and_user(&id, &user_id)))?;
         Ok(!rows.is_empty())
     }
 
@@ -606,7 +713,7 @@ impl Store for PgStore {
              where id = $1 and user_id = $2 returning ",
             columns!()
         );
-        let rows = self.once(|c| c.query(sql, &id_and_user(&id, &user_id)))?;
+        let rows = self.write(|c| c.query(sql, &id_and_user(&id, &user_id)))?;
         rows.first().map(task).transpose()
     }
 }
@@ -666,6 +773,12 @@ fn upsert_user_on(c: &mut PgConn, user: &User) -> Result<(), postgres::Error> {
 
 fn id_and_user<'a>(id: &'a i64, user_id: &'a &str) -> [(&'a (dyn ToSql + Sync), Type); 2] {
     [(id, Type::INT8), (user_id, Type::TEXT)]
+}
+
+/// The server ended the session (class 57P, "operator intervention": terminated by an
+/// administrator, shutting down, idle too long), sending this instead of a statement's result.
+fn session_ended(e: &postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code().starts_with("57P"))
 }
 
 fn is(e: &postgres::Error, state: &SqlState) -> bool {

@@ -275,3 +275,173 @@ pub fn lock_waits_end_in_503s_and_health_answers_meanwhile(app: &TestApp, db: &T
     assert_eq!(alice.get("/api/tasks").json().as_array().unwrap().len(), 1);
     assert_eq!(app.anonymous().get("/health").status, 200);
 }
+
+/// Tables dropped under the running server (or its database dropped and created again) are
+/// created again by the next request, which then succeeds, instead of every request being
+/// 500 until a restart while `/health` says all is well.
+#[test]
+fn dropped_tables_are_created_again_by_the_next_request() {
+    let Some(app) = postgres_app(|_| {}) else {
+        return;
+    };
+    let alice = app.user("alice");
+    app.create(&alice, r#"{"title": "before"}"#);
+    alter_under_the_server(&app, "drop table tasks; drop table users");
+
+    let list = alice.get("/api/tasks");
+    assert_eq!(list.status, 200, "{}", list.text());
+    assert_eq!(list.json(), serde_json::json!([]));
+    alter_under_the_server(&app, "drop table tasks; drop table users");
+    let created = alice.post("/api/tasks", r#"{"title": "after"}"#);
+    assert_eq!(created.status, 201, "{}", created.text());
+    let bob = app.user("bob");
+    assert_eq!(bob.get("/api/tasks").status, 200);
+    let list = alice.get("/api/tasks").json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["title"], "after");
+}
+
+/// A database that ends idle sessions (`idle_session_timeout`, as hosted services and
+/// poolers do) ends the pool's connections between requests; the server hears of it only
+/// on its next statement, which the session's end answered instead. That statement did not
+/// run, so a write is run again on a fresh connection: 201, not 500 (nor 503). The same
+/// for sessions an administrator terminated while idle.
+#[test]
+fn writes_on_sessions_the_server_ended_while_idle_are_run_again() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    let db = TestDb::new(&engine);
+    let name = db.postgres_name().unwrap().to_string();
+    db.postgres_client()
+        .unwrap()
+        .batch_execute(&format!(
+            "alter database \"{name}\" set idle_session_timeout = '1s'"
+        ))
+        .unwrap();
+    let app = TestApp::spawn_with(db, |_| {});
+    let alice = app.user("alice");
+    app.create(&alice, r#"{"title": "first"}"#);
+    for round in 0..3 {
+        std::thread::sleep(Duration::from_millis(1500));
+        let r = alice.post(
+            "/api/tasks",
+            &format!(r#"{{"title": "after idle {round}"}}"#),
+        );
+        assert_eq!(r.status, 201, "round {round}: {}", r.text());
+        // A new user's first request writes their row first.
+        std::thread::sleep(Duration::from_millis(1500));
+        let newcomer = app.user(&format!("newcomer-{round}"));
+        let r = newcomer.get("/api/tasks");
+        assert_eq!(r.status, 200, "round {round}: {}", r.text());
+    }
+    assert_eq!(alice.get("/api/tasks").json().as_array().unwrap().len(), 4);
+
+    // Terminated by an administrator while idle: the same.
+    let mut admin = app.db.postgres_client().unwrap();
+    admin
+        .batch_execute(&format!(
+            "alter database \"{name}\" reset idle_session_timeout"
+        ))
+        .unwrap();
+    let id = app.create(&alice, r#"{"title": "to toggle"}"#)["id"].clone();
+    let ended: i64 = admin
+        .query_one(
+            "select count(pg_terminate_backend(pid)) from pg_stat_activity \
+             where datname = current_database() and pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ended > 0, "the server held no connection");
+    std::thread::sleep(Duration::from_millis(200));
+    let r = alice.patch(&format!("/api/tasks/{id}/complete"), "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["completed"], true, "toggled once");
+}
+
+/// Why PostgreSQL cannot be reached is in the log, said once (and again at most every
+/// minute), not the driver's bare "db error" three times a second for as long as it lasts:
+/// a wrong password, a missing database and a refused port must be told apart.
+#[test]
+fn why_the_database_cannot_be_reached_is_logged_once() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    let Engine::Postgres(base) = engine else {
+        unreachable!()
+    };
+    let missing = format!("todo_missing_{}", std::process::id());
+    let url = with_db_name(&base, &missing);
+    let p = Process::start(&[("DATABASE_URL", &url), ("BETTER_AUTH_SECRET", SECRET)]);
+    let client = Client {
+        addr: p.addr,
+        token: Some(token("alice")),
+    };
+    assert_eq!(client.get("/health").status, 503);
+    let r = client.get("/api/tasks");
+    assert_eq!(r.status, 503, "{}", r.text());
+    std::thread::sleep(Duration::from_secs(3));
+    let log = p.logged();
+    let reason = format!("database \"{missing}\" does not exist (3D000)");
+    assert!(
+        log.iter().any(|l| l.contains(&reason)),
+        "{}",
+        log.join("\n")
+    );
+    // Said once before the `listening on` line (which `Process::start` reads past), then not
+    // again within the minute, however often the pool tries.
+    let again = log
+        .iter()
+        .filter(|l| l.contains("cannot connect to PostgreSQL"))
+        .count();
+    assert_eq!(again, 0, "{}", log.join("\n"));
+    assert!(
+        !log.iter().any(|l| l.trim_end().ends_with("db error")),
+        "{}",
+        log.join("\n")
+    );
+}
+
+/// Even at `RUST_LOG=debug`, the log holds no user data from SQL parameters (the database
+/// driver logged every statement's values there: emails, names, titles, descriptions).
+#[test]
+fn the_debug_log_holds_no_statement_parameters() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    let db = TestDb::new(&engine);
+    let url = db.postgres_url().unwrap();
+    let p = Process::start(&[
+        ("DATABASE_URL", &url),
+        ("BETTER_AUTH_SECRET", SECRET),
+        ("RUST_LOG", "debug"),
+    ]);
+    let client = Client {
+        addr: p.addr,
+        token: Some(token("carol-7f3a")),
+    };
+    let r = client.post(
+        "/api/tasks",
+        r#"{"title": "my diagnosis 9b2e", "description": "private note 4c1d"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].clone();
+    let r = client.put(&format!("/api/tasks/{id}"), r#"{"title": "renamed 5d6e"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(client.get("/api/tasks").status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = p.logged().join("\n");
+    assert!(
+        log.contains("executing statement"),
+        "not at debug level?\n{log}"
+    );
+    for private in [
+        "carol-7f3a@example.com",
+        "my diagnosis 9b2e",
+        "private note 4c1d",
+        "renamed 5d6e",
+    ] {
+        assert!(!log.contains(private), "{private} in the log:\n{log}");
+    }
+}
