@@ -7,28 +7,14 @@ use crate::{Column, Error, Portal, Row, Statement};
 use bytes::{Bytes, BytesMut};
 use fallible_iterator::FallibleIterator;
 use futures_util::Stream;
-use log::{Level, debug, log_enabled};
+use log::debug;
 use pin_project_lite::pin_project;
 use postgres_protocol::message::backend::{CommandCompleteBody, Message};
 use postgres_protocol::message::frontend;
 use postgres_types::Type;
-use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-
-struct BorrowToSqlParamsDebug<'a, T>(&'a [T]);
-
-impl<T> fmt::Debug for BorrowToSqlParamsDebug<'_, T>
-where
-    T: BorrowToSql,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|x| x.borrow_to_sql()))
-            .finish()
-    }
-}
 
 pub async fn query<P, I>(
     client: &InnerClient,
@@ -40,15 +26,15 @@ where
     I: IntoIterator<Item = P>,
     I::IntoIter: ExactSizeIterator,
 {
-    let buf = if log_enabled!(Level::Debug) {
-        let params = params.into_iter().collect::<Vec<_>>();
+    // todo-api patch: how many parameters, not their values, which are user data (emails,
+    // names, task titles) that the debug log must not hold.
+    let buf = {
+        let params = params.into_iter();
         debug!(
-            "executing statement {} with parameters: {:?}",
+            "executing statement {} with {} parameters",
             statement.name(),
-            BorrowToSqlParamsDebug(params.as_slice()),
+            params.len()
         );
-        encode(client, &statement, params)?
-    } else {
         encode(client, &statement, params)?
     };
     let responses = start(client, buf).await?;
@@ -215,15 +201,15 @@ where
     I: IntoIterator<Item = P>,
     I::IntoIter: ExactSizeIterator,
 {
-    let buf = if log_enabled!(Level::Debug) {
-        let params = params.into_iter().collect::<Vec<_>>();
+    // todo-api patch: how many parameters, not their values, which are user data (emails,
+    // names, task titles) that the debug log must not hold.
+    let buf = {
+        let params = params.into_iter();
         debug!(
-            "executing statement {} with parameters: {:?}",
+            "executing statement {} with {} parameters",
             statement.name(),
-            BorrowToSqlParamsDebug(params.as_slice()),
+            params.len()
         );
-        encode(client, &statement, params)?
-    } else {
         encode(client, &statement, params)?
     };
     let mut responses = start(client, buf).await?;
