@@ -169,7 +169,7 @@ impl Authenticator {
                 let kid = metadata
                     .key_id()
                     .ok_or_else(|| Error::InvalidToken(format!("{alg} token without kid")))?;
-                let key = self.jwks.key(kid).map_err(Error::InvalidToken)?;
+                let key = self.jwks.key(kid)?;
                 if key.algorithm() != alg {
                     let msg = format!("{alg} token for a {} key", key.algorithm());
                     return Err(Error::InvalidToken(msg));

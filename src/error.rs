@@ -40,6 +40,10 @@ pub enum Error {
     Unavailable(String),
     /// 503: a large body would take more memory than the server gives such bodies now.
     Busy,
+    /// 503: a token names a key the server does not have and cannot fetch now (the JWKS
+    /// endpoint is unreachable or broken): the token may well be good, so not a 401, which
+    /// would make the frontend drop it and sign in again; the cause is logged.
+    KeysUnavailable(String),
     /// A request queued as the server stopped (503, with `Retry-After`).
     ShuttingDown,
     /// 500: a bug or an unexpected database answer; the cause is logged.
@@ -75,7 +79,10 @@ impl Error {
             Error::NotFound(_) => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::PayloadTooLarge => 413,
-            Error::Unavailable(_) | Error::Busy | Error::ShuttingDown => 503,
+            Error::Unavailable(_)
+            | Error::Busy
+            | Error::KeysUnavailable(_)
+            | Error::ShuttingDown => 503,
             Error::Internal(_) => 500,
         }
     }
@@ -83,7 +90,10 @@ impl Error {
     /// The cause worth logging, for the variants whose cause is kept out of the body.
     pub fn cause(&self) -> Option<&str> {
         match self {
-            Error::InvalidToken(c) | Error::Unavailable(c) | Error::Internal(c) => Some(c),
+            Error::InvalidToken(c)
+            | Error::Unavailable(c)
+            | Error::KeysUnavailable(c)
+            | Error::Internal(c) => Some(c),
             _ => None,
         }
     }
@@ -111,6 +121,10 @@ impl Error {
                 "The server is busy sending other large answers; try again shortly.",
                 &[],
             ),
+            Error::KeysUnavailable(_) => (
+                "The token's signing key cannot be fetched from the auth server's JWKS now; try again shortly.",
+                &[],
+            ),
             Error::ShuttingDown => ("The server is shutting down; try again shortly.", &[]),
             Error::Internal(_) => ("internal server error", &[]),
         };
@@ -122,9 +136,10 @@ impl Error {
                 reply.header("WWW-Authenticate", r#"Bearer error="invalid_token""#)
             }
             Error::MethodNotAllowed(allow) => reply.header("Allow", *allow),
-            Error::Unavailable(_) | Error::Busy | Error::ShuttingDown => {
-                reply.header("Retry-After", "1")
-            }
+            Error::Unavailable(_)
+            | Error::Busy
+            | Error::KeysUnavailable(_)
+            | Error::ShuttingDown => reply.header("Retry-After", "1"),
             _ => {}
         }
         reply

@@ -73,9 +73,27 @@ pub struct Jwks {
     shown: String,
     refetch: Duration,
     keys: RwLock<HashMap<String, std::sync::Arc<PublicKey>>>,
-    /// When the last fetch ended (successfully or not); held while fetching, so that
+    /// When the last fetch ended, and whether it failed; held while fetching, so that
     /// concurrent requests for a new key share one fetch.
-    last_fetch: Mutex<Option<Instant>>,
+    last_fetch: Mutex<Option<(Instant, bool)>>,
+}
+
+/// Why `Jwks::key` has no key for a kid.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyError {
+    /// The set, fetched (or fetched recently), does not have it: the token is refused.
+    Unknown(String),
+    /// The set could not be fetched: whether the kid is good cannot be told now.
+    Unavailable(String),
+}
+
+impl From<KeyError> for crate::error::Error {
+    fn from(e: KeyError) -> crate::error::Error {
+        match e {
+            KeyError::Unknown(why) => crate::error::Error::InvalidToken(why),
+            KeyError::Unavailable(why) => crate::error::Error::KeysUnavailable(why),
+        }
+    }
 }
 
 impl Jwks {
@@ -91,8 +109,9 @@ impl Jwks {
     }
 
     /// The key with this `kid`, fetching the set if it is unknown and the last fetch is
-    /// older than the refetch interval.
-    pub fn key(&self, kid: &str) -> Result<std::sync::Arc<PublicKey>, String> {
+    /// older than the refetch interval. Unknown after a fetch that failed (the endpoint is
+    /// down or answers garbage), the kid may well be good: `KeyError::Unavailable`.
+    pub fn key(&self, kid: &str) -> Result<std::sync::Arc<PublicKey>, KeyError> {
         if let Some(key) = self.current(kid) {
             return Ok(key);
         }
@@ -101,11 +120,20 @@ impl Jwks {
         if let Some(key) = self.current(kid) {
             return Ok(key);
         }
-        if last.is_some_and(|t| t.elapsed() < self.refetch) {
-            return Err(format!("unknown kid {kid:?} (JWKS fetched recently)"));
+        if let Some((at, failed)) = *last {
+            if at.elapsed() < self.refetch {
+                return Err(if failed {
+                    KeyError::Unavailable(format!(
+                        "unknown kid {kid:?}, and the last JWKS fetch failed"
+                    ))
+                } else {
+                    KeyError::Unknown(format!("unknown kid {kid:?} (JWKS fetched recently)"))
+                });
+            }
         }
         let fetched = fetch(&self.url).and_then(|body| parse_set(&body));
-        *last = Some(Instant::now());
+        *last = Some((Instant::now(), fetched.is_err()));
+        let failed = fetched.as_ref().err().cloned();
         match fetched {
             Ok(keys) => {
                 log::info!(
@@ -118,8 +146,10 @@ impl Jwks {
             Err(e) => log::warn!("cannot fetch the JWKS at {}: {e}", self.shown),
         }
         drop(last);
-        self.current(kid)
-            .ok_or_else(|| format!("unknown kid {kid:?}"))
+        self.current(kid).ok_or_else(|| match failed {
+            Some(e) => KeyError::Unavailable(format!("unknown kid {kid:?}; JWKS fetch: {e}")),
+            None => KeyError::Unknown(format!("unknown kid {kid:?}")),
+        })
     }
 
     /// The key the set holds under `kid` now, without fetching.

@@ -244,23 +244,33 @@ fn a_rotated_in_key_is_fetched_and_a_rotated_out_key_stops_working() {
     );
 }
 
+/// A JWKS endpoint that is down: a token whose key cannot be fetched is 503 with
+/// `Retry-After` (it may well be good; a 401 would make the frontend drop it and sign in
+/// again, in a loop while the endpoint is down), within the fetch's bound, and again 503
+/// without a fetch until the refetch interval has passed.
 #[test]
-fn a_dead_jwks_endpoint_costs_401s_not_hung_workers() {
+fn a_dead_jwks_endpoint_costs_503s_not_hung_workers() {
     // A listener that accepts and never answers.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/jwks", listener.local_addr().unwrap());
     let app = TestApp::spawn_with(TestDb::new(&Engine::Sqlite), |c| c.jwks_url = url.clone());
     let ed = Ed25519KeyPair::generate().with_key_id("k");
+    let client = app.with_token(&ed.sign(claims("u")).unwrap());
     let started = std::time::Instant::now();
-    assert_eq!(
-        app.with_token(&ed.sign(claims("u")).unwrap())
-            .get("/api/tasks")
-            .status,
-        401
-    );
+    let r = client.get("/api/tasks");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("Retry-After"), Some("1"));
+    assert_eq!(r.header("WWW-Authenticate"), None);
+    assert!(r.detail().contains("JWKS"), "{}", r.text());
     assert!(
         started.elapsed() < std::time::Duration::from_secs(10),
         "fetch is bounded"
+    );
+    let again = std::time::Instant::now();
+    assert_eq!(client.get("/api/tasks").status, 503);
+    assert!(
+        again.elapsed() < std::time::Duration::from_secs(1),
+        "no second fetch within the interval"
     );
     // HS256 callers are unaffected meanwhile.
     assert_eq!(app.user("alice").get("/api/tasks").status, 200);
@@ -332,7 +342,8 @@ fn a_jwks_endpoint_that_trickles_its_answer_holds_nothing_for_long() {
             (unknown, alice, health)
         });
         let took = started.elapsed();
-        assert_eq!(unknown, [401; 9], "{context}");
+        // The key set cannot be had: whether those tokens are good cannot be told now.
+        assert_eq!(unknown, [503; 9], "{context}");
         assert_eq!((alice, health), (200, 200), "{context}");
         assert!(
             took < std::time::Duration::from_secs(6),
