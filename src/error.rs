@@ -46,6 +46,10 @@ pub enum Error {
     KeysUnavailable(String),
     /// A request queued as the server stopped (503, with `Retry-After`).
     ShuttingDown,
+    /// 503: a request that waited in the queue for a worker longer than the server answers
+    /// in (`server::QUEUE_LIMIT`): the slots are held by statements the database does not
+    /// answer; better a prompt 503 than a wait behind all of them.
+    Overloaded,
     /// 500: a bug or an unexpected database answer; the cause is logged.
     Internal(String),
 }
@@ -82,6 +86,7 @@ impl Error {
             Error::Unavailable(_)
             | Error::Busy
             | Error::KeysUnavailable(_)
+            | Error::Overloaded
             | Error::ShuttingDown => 503,
             Error::Internal(_) => 500,
         }
@@ -126,6 +131,10 @@ impl Error {
                 &[],
             ),
             Error::ShuttingDown => ("The server is shutting down; try again shortly.", &[]),
+            Error::Overloaded => (
+                "The server is too busy to answer in time; try again shortly.",
+                &[],
+            ),
             Error::Internal(_) => ("internal server error", &[]),
         };
         let body = serde_json::to_vec(&Body { detail, errors }).expect("serializing strings");
@@ -139,6 +148,7 @@ impl Error {
             Error::Unavailable(_)
             | Error::Busy
             | Error::KeysUnavailable(_)
+            | Error::Overloaded
             | Error::ShuttingDown => reply.header("Retry-After", "1"),
             _ => {}
         }

@@ -28,6 +28,12 @@ const ALLOW_HEADERS: &str = "Authorization, Content-Type";
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// At least this long for a request begun on a connection's thread just as the drain ended.
 const DIRECT_GRACE: Duration = Duration::from_secs(3);
+/// A request that waited longer than this in the queue for a worker and a slot is answered
+/// 503 at once instead of being run: the slots are held by statements that wait on the
+/// database (each for up to its 5 s deadline), and a queue behind them would otherwise be
+/// served one batch of `WORKERS` per deadline (40 requests behind a lock: answered after
+/// 5, 10, 15, 20 and 25 s). Under load without such trouble a request waits milliseconds.
+pub const QUEUE_LIMIT: Duration = Duration::from_secs(5);
 
 /// A running server; dropping it without `shutdown` leaves the workers running.
 pub struct Server {
@@ -194,6 +200,8 @@ fn handle_direct(shared: &Arc<Shared>, rq: tiny_http::Request) -> Option<tiny_ht
     } else {
         let Some(slot) = shared.slots.try_take() else {
             shared.slots.queue();
+            let mut rq = rq;
+            rq.mark_queued();
             return Some(rq);
         };
         Some(slot)
@@ -363,7 +371,10 @@ fn handle(
     let method = rq.method().as_str().to_string();
     let url = origin_form(rq.url()).to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let reply = if method == "OPTIONS" {
+    let overdue = rq.queued_for().is_some_and(|waited| waited > QUEUE_LIMIT);
+    let reply = if overdue {
+        Err(Error::Overloaded)
+    } else if method == "OPTIONS" {
         // API.md, CORS: preflights never need a token; an unknown origin gets no headers.
         Ok(preflight(&shared.cors_origins, origin.as_deref()))
     } else {

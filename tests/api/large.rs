@@ -492,6 +492,52 @@ fn a_request_queued_during_the_drain_is_answered_with_connection_close() {
     }
 }
 
+/// Requests queued behind slots that the database holds (statements waiting on a lock, up
+/// to their 5 s deadline each) are answered 503 at once when a worker reaches them after
+/// more than 5 s in the queue, instead of each batch of `WORKERS` waiting its own 5 s
+/// (40 requests behind a lock were answered after 5, 10, 15, 20 and 25 s). PostgreSQL
+/// only: a lock holds the slots.
+#[test]
+fn a_request_that_waited_too_long_in_the_queue_is_503_at_once() {
+    let Some(app) = two_worker_postgres_app() else {
+        return;
+    };
+    let bob = app.user("bob");
+    assert_eq!(bob.get("/api/tasks").status, 200);
+    let (mut locker, busy) = hold_both_slots(&app, &bob);
+    let started = Instant::now();
+    // The first two are taken by the workers, which wait for a slot; the last two wait in
+    // the queue behind them.
+    let queued: Vec<_> = (0..4)
+        .map(|i| {
+            let bob = bob.clone();
+            std::thread::sleep(Duration::from_millis(50));
+            std::thread::spawn(move || (i, bob.get("/api/tasks"), started.elapsed()))
+        })
+        .collect();
+    // The watchdog cancels the held statements at 5 s (503); the lock goes at 7 s.
+    std::thread::sleep(Duration::from_secs(7).saturating_sub(started.elapsed()));
+    locker.batch_execute("rollback").unwrap();
+    for status in busy {
+        assert_eq!(status.join().unwrap(), 503, "cancelled at the deadline");
+    }
+    for handle in queued {
+        let (i, r, at) = handle.join().unwrap();
+        if i >= 2 {
+            assert_eq!(r.status, 503, "request {i}: {}", brief(&r));
+            assert_eq!(r.header("Retry-After"), Some("1"));
+            assert!(r.detail().contains("too busy"), "{}", r.text());
+        } else {
+            assert!([200, 503].contains(&r.status), "request {i}: {}", brief(&r));
+        }
+        assert!(
+            at < Duration::from_secs(9),
+            "request {i} answered after {at:?}"
+        );
+    }
+    assert_eq!(bob.get("/api/tasks").status, 200);
+}
+
 /// A request refused before it is built (here: ambiguous framing, 400) is answered after the
 /// answers before it on its connection, not ahead of them: the client read the refusal as
 /// the answer to its earlier request, which was still queued. PostgreSQL only: a lock keeps

@@ -82,6 +82,9 @@ pub struct Request {
     // todo-api patch: whether the answers before this one on its connection are written
     // (`writer_is_free`); set by `ClientConnection::read_request`.
     pub(crate) turn: crate::util::Turn,
+
+    // todo-api patch: when the handler gave it back to be queued (`mark_queued`).
+    queued_at: Option<Instant>,
 }
 
 struct NotifyOnDrop<R> {
@@ -342,6 +345,7 @@ where
         notify_when_responded: None,
         last_on_connection: false,
         turn: crate::util::Turn::now(),
+        queued_at: None,
     }, body_done))
 }
 
@@ -390,6 +394,19 @@ impl Request {
     #[inline]
     pub fn writer_is_free(&self) -> bool {
         self.turn.has_come()
+    }
+
+    /// todo-api patch: notes the time, for a request the direct handler gives back to be
+    /// queued for the workers, so that a worker can tell how long it waited (`queued_for`).
+    #[inline]
+    pub fn mark_queued(&mut self) {
+        self.queued_at = Some(Instant::now());
+    }
+
+    /// todo-api patch: how long since `mark_queued`, if it was called.
+    #[inline]
+    pub fn queued_for(&self) -> Option<Duration> {
+        self.queued_at.map(|at| at.elapsed())
     }
 
     /// Returns the length of the body in bytes.
