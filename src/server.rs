@@ -91,6 +91,7 @@ impl Server {
             let shared = shared.clone();
             Arc::new(move |rq| handle_direct(&shared, rq))
         };
+        tiny_http::set_early_answer_hook(Box::new(early_answer_id));
         let http = tiny_http::Server::from_listener_with(accepting, None, Some(direct))
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = http
@@ -671,6 +672,17 @@ impl RequestIds {
             ),
         }
     }
+}
+
+/// The request id, and the access-log line, of an answer tiny_http gives by itself before a
+/// request is read whole (its method and path may be unknown, its `X-Request-Id` unread):
+/// a fresh id as the server's own are made (it was `conn-N`, counted from 1 in every
+/// process, and logged nowhere).
+fn early_answer_id(status: u16, detail: &str) -> String {
+    static IDS: std::sync::OnceLock<RequestIds> = std::sync::OnceLock::new();
+    let id = IDS.get_or_init(RequestIds::new).for_request(None);
+    log::info!("- - {status} id={id} (refused before it was read whole: {detail})");
+    id
 }
 
 fn valid_request_id(id: &str) -> bool {

@@ -1533,3 +1533,41 @@ fn past_the_connection_cap_a_silent_connection_holds_up_nobody() {
         stopping.elapsed()
     );
 }
+
+/// An answer tiny_http gives by itself, before a request is read whole (here 414 and 431),
+/// carries a request id made as the server's own are, and that id is in the access log: it
+/// was `conn-N`, counted from 1 in every process (so not unique), and logged nowhere.
+#[test]
+fn refusals_before_a_request_is_read_have_a_logged_request_id() {
+    let dir = tempdir::TempDir::new("todo-early");
+    let url = format!("sqlite:{}", dir.path("todo.db"));
+    let p = Process::start(&[("DATABASE_URL", &url), ("BETTER_AUTH_SECRET", SECRET)]);
+    let long_line = format!(
+        "GET /health?p={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "a".repeat(9000)
+    );
+    let many_headers = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\n{}Connection: close\r\n\r\n",
+        "X-Filler: yes\r\n".repeat(200)
+    );
+    let mut ids = Vec::new();
+    for (raw, status) in [(long_line, 414), (many_headers, 431)] {
+        let r = raw_request(p.addr, raw.as_bytes());
+        assert_eq!(r.status, status, "{}", r.text());
+        let id = r.header("X-Request-Id").unwrap().to_string();
+        assert!(!id.starts_with("conn-"), "{id}");
+        assert!(
+            id.split_once('-')
+                .is_some_and(|(prefix, n)| prefix.len() == 8
+                    && prefix.bytes().all(|b| b.is_ascii_hexdigit())
+                    && n.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{id}"
+        );
+        ids.push((id, status));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let log = p.logged().join("\n");
+    for (id, status) in ids {
+        assert!(log.contains(&format!(" {status} id={id} ")), "{id}:\n{log}");
+    }
+}

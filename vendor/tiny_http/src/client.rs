@@ -110,7 +110,10 @@ impl From<LineError> for ReadError {
 pub(crate) fn early_response(status: u16, detail: &str) -> Response<std::io::Cursor<Vec<u8>>> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    let id = format!("conn-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let id = match crate::EARLY_ANSWER_HOOK.get() {
+        Some(hook) => hook(status, detail),
+        None => format!("conn-{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+    };
     Response::from_data(format!("{{\"detail\":\"{detail}\"}}").into_bytes())
         .with_status_code(StatusCode(status))
         .with_header(Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).unwrap())

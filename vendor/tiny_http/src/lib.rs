@@ -149,6 +149,19 @@ pub struct Server {
     pending: Arc<AtomicUsize>,
 }
 
+/// todo-api patch: what the server built on this crate does with an answer tiny_http gives
+/// by itself (a request refused before it was read whole: 400, 408, 414, 417, 431, 505, or
+/// the 503 past the connection cap): called with its status and detail, it returns the
+/// `X-Request-Id` to send (and may log the refusal). Without one the id is `conn-N`.
+pub type EarlyAnswerHook = Box<dyn Fn(u16, &str) -> String + Send + Sync>;
+
+static EARLY_ANSWER_HOOK: std::sync::OnceLock<EarlyAnswerHook> = std::sync::OnceLock::new();
+
+/// todo-api patch: sets the process's `EarlyAnswerHook`; the first one set stays.
+pub fn set_early_answer_hook(hook: EarlyAnswerHook) {
+    let _ = EARLY_ANSWER_HOOK.set(hook);
+}
+
 /// todo-api patch: called on a connection's own thread with each request it reads; it
 /// answers the request and returns `None`, or gives it back to be queued for `recv`.
 pub type DirectHandler = Arc<dyn Fn(Request) -> Option<Request> + Send + Sync>;
