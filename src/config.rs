@@ -212,9 +212,32 @@ fn parse_database_url(url: &str, root_cert: Option<String>) -> Result<Database, 
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
     {
+        // sqlx's `sqlite://data.db?mode=rwc` asks for what the server does anyway (create
+        // the file if missing); any other parameter would be taken for part of the file name.
+        let path = match path.split_once('?') {
+            Some((path, "mode=rwc")) => path,
+            Some(_) => {
+                return Err(format!(
+                    "DATABASE_URL={url}: SQLite URLs take no parameters (other than \
+                     mode=rwc): write sqlite:PATH"
+                ))
+            }
+            None => path,
+        };
         if path.is_empty() || path == ":memory:" {
             // Each pooled connection would get its own empty in-memory database.
             return Err("DATABASE_URL=sqlite: needs a file path, such as sqlite:todo.db".into());
+        }
+        if url.starts_with("sqlite:///") {
+            // SQLAlchemy (FastAPI's tutorials: `sqlite:///./todo.db`) reads a relative path
+            // there, sqlx an absolute one: a guess either way could put the data where the
+            // operator does not keep it (inside a container, outside its volume).
+            return Err(format!(
+                "DATABASE_URL={url} is ambiguous (SQLAlchemy reads the path after sqlite:/// \
+                 as relative, sqlx as absolute): write sqlite:{rel} for a path relative to \
+                 the working directory, or sqlite:/{rel} for an absolute one",
+                rel = path.trim_start_matches('/')
+            ));
         }
         Ok(Database::Sqlite(path.to_string()))
     } else {
@@ -454,6 +477,23 @@ mod tests {
         let own = "postgres://h/db?sslmode=require&sslrootcert=/own.pem";
         assert_eq!(database(own), pg(own), "the URL's own comes first");
         assert_eq!(database("sqlite:t.db"), Database::Sqlite("t.db".into()));
+        assert_eq!(database("sqlite:/d/t.db"), Database::Sqlite("/d/t.db".into()));
+        assert_eq!(database("sqlite://t.db"), Database::Sqlite("t.db".into()));
+        assert_eq!(
+            database("sqlite://t.db?mode=rwc"),
+            Database::Sqlite("t.db".into())
+        );
+    }
+
+    #[test]
+    fn sqlite_urls_that_would_be_misread_are_refused() {
+        let err = |url: &str| config(&[("DATABASE_URL", url)]).unwrap_err();
+        let e = err("sqlite:///./todo.db");
+        assert!(e.contains("ambiguous") && e.contains("sqlite:./todo.db"), "{e}");
+        let e = err("sqlite:////data/todo.db");
+        assert!(e.contains("sqlite:/data/todo.db"), "{e}");
+        let e = err("sqlite:t.db?cache=shared");
+        assert!(e.contains("no parameters"), "{e}");
     }
 
     #[test]

@@ -78,11 +78,16 @@ impl SqliteStore {
                  pragma cache_size = -1024;",
             )
         });
+        let manager = Manager(manager);
+        // One try first: a file that cannot be opened (a missing directory, no permission)
+        // is said at once, rather than after the pool's 2 s of retries, each logged.
+        r2d2::ManageConnection::connect(&manager)
+            .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(2))
-            .build(Manager(manager))
+            .build(manager)
             .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
         let mut conn = pool
             .get()
