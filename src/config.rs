@@ -477,7 +477,10 @@ mod tests {
         let own = "postgres://h/db?sslmode=require&sslrootcert=/own.pem";
         assert_eq!(database(own), pg(own), "the URL's own comes first");
         assert_eq!(database("sqlite:t.db"), Database::Sqlite("t.db".into()));
-        assert_eq!(database("sqlite:/d/t.db"), Database::Sqlite("/d/t.db".into()));
+        assert_eq!(
+            database("sqlite:/d/t.db"),
+            Database::Sqlite("/d/t.db".into())
+        );
         assert_eq!(database("sqlite://t.db"), Database::Sqlite("t.db".into()));
         assert_eq!(
             database("sqlite://t.db?mode=rwc"),
@@ -489,7 +492,10 @@ mod tests {
     fn sqlite_urls_that_would_be_misread_are_refused() {
         let err = |url: &str| config(&[("DATABASE_URL", url)]).unwrap_err();
         let e = err("sqlite:///./todo.db");
-        assert!(e.contains("ambiguous") && e.contains("sqlite:./todo.db"), "{e}");
+        assert!(
+            e.contains("ambiguous") && e.contains("sqlite:./todo.db"),
+            "{e}"
+        );
         let e = err("sqlite:////data/todo.db");
         assert!(e.contains("sqlite:/data/todo.db"), "{e}");
         let e = err("sqlite:t.db?cache=shared");

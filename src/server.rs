@@ -377,7 +377,8 @@ fn handle(
         Err(Error::Overloaded)
     } else if method == "OPTIONS" {
         // API.md, CORS: preflights never need a token; an unknown origin gets no headers.
-        Ok(preflight(&shared.cors_origins, origin.as_deref()))
+        // A body is not needed either, but the 413 limit holds on every route.
+        read_body(&mut rq).map(|_| preflight(&shared.cors_origins, origin.as_deref()))
     } else {
         read_body(&mut rq).and_then(|body| {
             let authorization = header(&rq, "Authorization").map(str::to_string);

@@ -778,6 +778,15 @@ fn oversized_bodies_are_413_however_they_are_framed() {
             format!("{}Content-Length: 100000000000\r\n\r\n", post_head("")),
         ),
         (
+            "OPTIONS with 65,537 bytes",
+            format!(
+                "OPTIONS /api/tasks HTTP/1.1\r\nHost: x\r\nOrigin: http://localhost:3000\r\n\
+                 Access-Control-Request-Method: POST\r\nContent-Length: 65537\r\n\
+                 Connection: close\r\n\r\n{}",
+                "a".repeat(65_537)
+            ),
+        ),
+        (
             "Content-Length 18446744073709551615 without a body",
             format!(
                 "{}Content-Length: 18446744073709551615\r\n\r\n",
