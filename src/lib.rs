@@ -55,7 +55,8 @@ pub fn start(config: Config) -> Result<Server, String> {
         db::redact(&config.database),
         config.workers,
         config.pool_size,
-        if config.statement_cache {
+        // A PostgreSQL setting: said only where it applies.
+        if config.statement_cache && matches!(config.database, config::Database::Postgres(_)) {
             ", statement cache"
         } else {
             ""
