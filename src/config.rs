@@ -117,13 +117,12 @@ impl Config {
         check_url("JWKS_URL", &jwks_url)?;
         let cors_origins = match get("CORS_ORIGINS") {
             None => vec![default_origin],
-            // Each as browsers send it (`https://App.example.com:443` would never match).
             Some(list) => list
                 .split(',')
-                .map(|o| o.trim().trim_end_matches('/'))
+                .map(str::trim)
                 .filter(|o| !o.is_empty())
-                .map(|o| origin_of(o).unwrap_or_else(|| o.to_string()))
-                .collect(),
+                .map(cors_origin)
+                .collect::<Result<_, _>>()?,
         };
 
         let port: u16 = parse_number("PORT", get("PORT"), 8000)?;
@@ -271,6 +270,88 @@ fn check_url(name: &str, url: &str) -> Result<(), String> {
         return Err(refused());
     }
     Ok(())
+}
+
+/// One `CORS_ORIGINS` entry, as browsers send it in `Origin` (`https://App.example.com:443`
+/// would never match `https://app.example.com`). An entry that no `Origin` header can ever
+/// equal is refused: accepted, it would leave the frontend blocked with nothing in the log
+/// to say why (API.md, CORS: origins match exactly). `null` is what a sandboxed page or a
+/// `file:` page sends, so it is kept as written.
+fn cors_origin(entry: &str) -> Result<String, String> {
+    const EXAMPLE: &str = "such as http://localhost:3000 or https://app.example.com";
+    if entry.eq_ignore_ascii_case("null") {
+        return Ok("null".into());
+    }
+    if entry.contains('*') {
+        return Err(format!(
+            "CORS_ORIGINS: {entry:?} is a wildcard, which is not supported: \
+             list each allowed origin, {EXAMPLE}"
+        ));
+    }
+    // The entry is not repeated: what is before an `@` may be a password.
+    if entry.contains('@') {
+        return Err(format!(
+            "CORS_ORIGINS: an entry holds a user name or password (an @); \
+             list origins only, {EXAMPLE}"
+        ));
+    }
+    let refused = |why: &str| {
+        format!(
+            "CORS_ORIGINS: {entry:?} {why}; each entry must be an origin, \
+             scheme://host[:port] with an http or https scheme and nothing after it, {EXAMPLE}"
+        )
+    };
+    origin_shape(entry).map_err(refused)?;
+    origin_of(entry).ok_or_else(|| refused("is not an http(s) origin"))
+}
+
+/// Whether `entry` has the shape of a serialized origin, and if not, what is wrong.
+fn origin_shape(entry: &str) -> Result<(), &'static str> {
+    let (scheme, authority) = entry
+        .split_once("://")
+        .ok_or("has no http:// or https://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err("is not http or https");
+    }
+    // `http://localhost:3000/` is how an origin often gets copied from the address bar.
+    let authority = authority.trim_end_matches('/');
+    if authority.contains(['/', '?', '#']) {
+        return Err("has a path, query or fragment, which Origin never has");
+    }
+    let (host, port) = split_port(authority);
+    if !valid_host(host) {
+        return Err("has no valid host name or IP address");
+    }
+    // Browsers write the port as a plain number: `:03000` or `:+3000` would never match.
+    let canonical = |p: &str| p.parse::<u16>().is_ok_and(|n| n > 0 && n.to_string() == p);
+    if port.is_some_and(|p| !canonical(p)) {
+        return Err("has a port that is not a number from 1 to 65535 without leading zeros");
+    }
+    Ok(())
+}
+
+/// `host` and `port` of `host[:port]`, the host of an IPv6 literal in its brackets.
+fn split_port(authority: &str) -> (&str, Option<&str>) {
+    let host_end = authority.rfind(']').map_or(0, |i| i + 1);
+    match authority[host_end..].find(':') {
+        Some(i) => (
+            &authority[..host_end + i],
+            Some(&authority[host_end + i + 1..]),
+        ),
+        None => (authority, None),
+    }
+}
+
+/// A name or IPv4 address of letters, digits, `-`, `_` and `.` (an international name in
+/// its `xn--` form, as browsers send it), or a bracketed IPv6 literal.
+fn valid_host(host: &str) -> bool {
+    if let Some(literal) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return literal.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// The origin of an http(s) URL as browsers serialize it in `Origin` (RFC 6454):
@@ -513,6 +594,7 @@ mod tests {
             ("BETTER_AUTH_URL", "ftp://x"),
             ("BETTER_AUTH_SECRET", "short"),
             ("DB_STATEMENT_CACHE", "maybe"),
+            ("CORS_ORIGINS", "*"),
         ] {
             assert!(
                 config(&[(key, value)]).is_err(),
@@ -576,6 +658,68 @@ mod tests {
         }
         let c = config(&[("CORS_ORIGINS", "https://A.example:443, null")]).unwrap();
         assert_eq!(c.cors_origins, ["https://a.example", "null"]);
+    }
+
+    /// API.md, CORS: origins match exactly, so an entry that no `Origin` header can equal
+    /// stops the server instead of blocking the frontend without a word.
+    #[test]
+    fn cors_origins_that_can_never_match_are_refused() {
+        for (entry, says) in [
+            (
+                "*",
+                "is a wildcard, which is not supported: list each allowed origin",
+            ),
+            ("https://*.example.com", "is a wildcard"),
+            ("localhost:3000", "has no http:// or https://"),
+            ("ftp://files.example", "is not http or https"),
+            ("http://localhost:3000/app", "has a path"),
+            ("http://localhost:3000?x=1", "query"),
+            ("http://localhost:3000#top", "fragment"),
+            ("http://", "has no valid host"),
+            ("http://:3000", "has no valid host"),
+            ("http://local host:3000", "has no valid host"),
+            ("http://[nope]:3000", "has no valid host"),
+            ("http://localhost:", "port"),
+            ("http://localhost:99999", "port"),
+            ("http://localhost:03000", "port"),
+            ("http://localhost:0", "port"),
+            ("http://localhost:x", "port"),
+        ] {
+            let list = format!("https://app.example, {entry}");
+            let err = config(&[("CORS_ORIGINS", &list)]).unwrap_err();
+            assert!(err.starts_with("CORS_ORIGINS: "), "{entry}: {err}");
+            assert!(err.contains(&format!("{entry:?}")), "{entry}: {err}");
+            assert!(err.contains(says), "{entry}: {err}");
+            assert!(
+                err.contains("such as http://localhost:3000"),
+                "{entry}: {err}"
+            );
+        }
+        // What is before an `@` may be a password: refused without repeating it.
+        let err = config(&[("CORS_ORIGINS", "http://me:hunter2@localhost:3000")]).unwrap_err();
+        assert!(
+            err.starts_with("CORS_ORIGINS: ") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cors_origins_are_kept_as_browsers_send_them() {
+        for (entry, origin) in [
+            ("HTTP://LocalHost:3000/", "http://localhost:3000"),
+            ("https://app.example.com:443", "https://app.example.com"),
+            ("http://127.0.0.1:80", "http://127.0.0.1"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+            (
+                "https://xn--bcher-kva.example",
+                "https://xn--bcher-kva.example",
+            ),
+            ("http://my_host.local:65535", "http://my_host.local:65535"),
+            ("NULL", "null"),
+        ] {
+            let c = config(&[("CORS_ORIGINS", entry)]).unwrap();
+            assert_eq!(c.cors_origins, [origin], "{entry}");
+        }
     }
 
     /// As the `dotenv` package reads them (the frontend's side of a shared secret).
