@@ -1,6 +1,6 @@
 //! The `todo-api` command: serve (the default), or mint a token for curl and tests.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -46,17 +46,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None => serve(),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some("-V" | "--version") => {
-            println!("todo-api {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
+        Some("-h" | "--help" | "help") => print(USAGE),
+        Some("-V" | "--version") => print(&format!("todo-api {}", env!("CARGO_PKG_VERSION"))),
         Some("token") => token(&args[1..]),
         Some(other) => {
-            eprintln!("todo-api: unknown argument {other:?}\n\n{USAGE}");
+            say(&format!("todo-api: unknown argument {other:?}\n\n{USAGE}"));
             ExitCode::from(2)
         }
     }
@@ -140,11 +134,13 @@ fn token(args: &[String]) -> ExitCode {
     if config.secret_is_generated {
         return fail("BETTER_AUTH_SECRET is not set (environment or .env): nothing to sign with");
     }
-    println!(
-        "{}",
-        auth::mint(&config.secret, &sub, email.as_deref(), name.as_deref(), ttl)
-    );
-    ExitCode::SUCCESS
+    print(&auth::mint(
+        &config.secret,
+        &sub,
+        email.as_deref(),
+        name.as_deref(),
+        ttl,
+    ))
 }
 
 fn parse_ttl(s: &str) -> Option<Duration> {
@@ -160,14 +156,35 @@ fn parse_ttl(s: &str) -> Option<Duration> {
     (seconds > 0).then(|| Duration::from_secs(seconds))
 }
 
+/// Writes `text` and a line feed to stdout. A reader that stopped reading early
+/// (`todo-api --help | head -3`) closed the pipe on purpose: that is no error worth a word
+/// (`println!` would panic on it). Any other failure to write is said, and fails the command.
+fn print(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            say(&format!("todo-api: cannot write to stdout: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes a message and a line feed to stderr; if stderr is closed, the message is lost
+/// rather than turned into a panic (`eprintln!`).
+fn say(message: &str) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
 fn usage_error(message: &str) -> ExitCode {
-    eprintln!("todo-api token: {message}\n\n{USAGE}");
+    say(&format!("todo-api token: {message}\n\n{USAGE}"));
     ExitCode::from(2)
 }
 
 fn fail(message: &str) -> ExitCode {
     // After what was logged before it.
     todo_api::logsink::flush();
-    eprintln!("todo-api: {message}");
+    say(&format!("todo-api: {message}"));
     ExitCode::FAILURE
 }

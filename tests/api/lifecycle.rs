@@ -344,6 +344,32 @@ fn help_and_version() {
     }
 }
 
+/// `todo-api --help | head -3` closes the pipe before everything is written: the command
+/// stops quietly, it does not panic with "failed printing to stdout".
+#[test]
+fn output_to_a_closed_pipe_is_no_panic() {
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["--version"],
+        &["token", "--sub", "x"],
+    ] {
+        // The reading end is closed before the command starts, so its write always fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_todo-api"))
+            .args(args)
+            .env("BETTER_AUTH_SECRET", SECRET)
+            .current_dir(std::env::temp_dir())
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn bad_configuration_fails_fast_with_a_reason() {
     for (k, v) in [
