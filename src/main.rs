@@ -14,6 +14,7 @@ Usage:
   todo-api                      serve (configured by the environment and ./.env)
   todo-api token --sub ID [--email E] [--name N] [--ttl 1h]
                                 print an HS256 token signed with BETTER_AUTH_SECRET
+                                (options also as --sub=ID)
   todo-api --help | --version
 
 Environment: DATABASE_URL, PGSSLROOTCERT, BETTER_AUTH_SECRET, BETTER_AUTH_URL, JWKS_URL,
@@ -106,26 +107,19 @@ fn run(config: Result<Config, String>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// What `todo-api token` was asked to sign.
+struct TokenRequest {
+    sub: String,
+    email: Option<String>,
+    name: Option<String>,
+    ttl: Duration,
+}
+
 fn token(args: &[String]) -> ExitCode {
-    let (mut sub, mut email, mut name, mut ttl) = (None, None, None, Duration::from_secs(3600));
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let Some(value) = it.next() else {
-            return usage_error(&format!("{flag} needs a value"));
-        };
-        match flag.as_str() {
-            "--sub" => sub = Some(value.clone()),
-            "--email" => email = Some(value.clone()),
-            "--name" => name = Some(value.clone()),
-            "--ttl" => match parse_ttl(value) {
-                Some(d) => ttl = d,
-                None => return usage_error(&format!("--ttl {value:?}: use e.g. 90s, 15m, 1h, 7d")),
-            },
-            _ => return usage_error(&format!("unknown option {flag}")),
-        }
-    }
-    let Some(sub) = sub.filter(|s| !s.is_empty()) else {
-        return usage_error("--sub is required");
+    let request = match parse_token_args(args) {
+        Ok(Some(request)) => request,
+        Ok(None) => return print(USAGE),
+        Err(message) => return usage_error(&message),
     };
     let config = match Config::from_env() {
         Ok(c) => c,
@@ -136,11 +130,49 @@ fn token(args: &[String]) -> ExitCode {
     }
     print(&auth::mint(
         &config.secret,
-        &sub,
-        email.as_deref(),
-        name.as_deref(),
-        ttl,
+        &request.sub,
+        request.email.as_deref(),
+        request.name.as_deref(),
+        request.ttl,
     ))
+}
+
+/// The options of `todo-api token`, each as `--opt value` or `--opt=value`; `None` when
+/// `--help` (or `-h`) asks for the usage instead.
+fn parse_token_args(args: &[String]) -> Result<Option<TokenRequest>, String> {
+    let (mut sub, mut email, mut name, mut ttl) = (None, None, None, Duration::from_secs(3600));
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--help" || arg == "-h" {
+            return Ok(None);
+        }
+        let (flag, value) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, value.to_string()),
+            _ => match it.next() {
+                Some(value) => (arg.as_str(), value.clone()),
+                None => return Err(format!("{arg} needs a value")),
+            },
+        };
+        match flag {
+            "--sub" => sub = Some(value),
+            "--email" => email = Some(value),
+            "--name" => name = Some(value),
+            "--ttl" => {
+                ttl = parse_ttl(&value)
+                    .ok_or_else(|| format!("--ttl {value:?}: use e.g. 90s, 15m, 1h, 7d"))?;
+            }
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    let Some(sub) = sub.filter(|s| !s.is_empty()) else {
+        return Err("--sub is required".into());
+    };
+    Ok(Some(TokenRequest {
+        sub,
+        email,
+        name,
+        ttl,
+    }))
 }
 
 fn parse_ttl(s: &str) -> Option<Duration> {

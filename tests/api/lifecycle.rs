@@ -329,6 +329,42 @@ fn token_command_mints_tokens_the_server_accepts() {
     refused(&["--bogus"], &[]);
 }
 
+/// `todo-api token` with these arguments and `BETTER_AUTH_SECRET`, away from any `.env`.
+fn token_command(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_todo-api"));
+    cmd.env("BETTER_AUTH_SECRET", SECRET)
+        .current_dir(std::env::temp_dir())
+        .arg("token")
+        .args(args)
+        .envs(env.iter().copied());
+    cmd.output().unwrap()
+}
+
+/// The token that `todo-api token` printed, after checking that it succeeded.
+fn printed_token(out: std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn token_command_prints_its_usage_and_takes_opt_equals_value() {
+    for args in [&["--help"][..], &["-h"], &["--sub", "x", "--help"]] {
+        let out = token_command(args, &[]);
+        assert!(out.status.success(), "{args:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("todo-api token --sub"),
+            "{args:?}: {stdout}"
+        );
+    }
+    let token = printed_token(token_command(&["--sub=eq-user", "--ttl=2h"], &[]));
+    let app = TestApp::spawn(Engine::Sqlite);
+    let t = app.create(&app.with_token(&token), r#"{"title": "via --sub="}"#);
+    let mine = app.user("eq-user").get(&format!("/api/tasks/{}", t["id"]));
+    assert_eq!(mine.status, 200, "the token is eq-user's");
+}
+
 #[test]
 fn help_and_version() {
     for (arg, want) in [
@@ -353,6 +389,7 @@ fn output_to_a_closed_pipe_is_no_panic() {
         &["-h"],
         &["--version"],
         &["token", "--sub", "x"],
+        &["token", "--help"],
     ] {
         // The reading end is closed before the command starts, so its write always fails.
         let (reader, writer) = std::io::pipe().unwrap();
