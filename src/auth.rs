@@ -280,7 +280,7 @@ fn user_from_claims(claims: JWTClaims<Profile>) -> Result<User> {
     })
 }
 
-/// Signs an HS256 token for `todo-api token` and the tests.
+/// Signs an HS256 token with `secret`, without `iss` or `aud`, for the tests.
 pub fn mint(
     secret: &[u8],
     sub: &str,
@@ -288,13 +288,44 @@ pub fn mint(
     name: Option<&str>,
     ttl: std::time::Duration,
 ) -> String {
+    sign(secret, claims(sub, email, name, ttl))
+}
+
+/// A token that a server with `config` accepts, for `todo-api token` and the demo token of
+/// a run without a secret: signed with its secret, and with the `iss` and `aud` it requires
+/// when `JWT_ISSUER` / `JWT_AUDIENCE` are set (without them it refuses every token).
+pub fn mint_for(
+    config: &Config,
+    sub: &str,
+    email: Option<&str>,
+    name: Option<&str>,
+    ttl: std::time::Duration,
+) -> String {
+    let mut claims = claims(sub, email, name, ttl);
+    if let Some(issuer) = &config.issuer {
+        claims = claims.with_issuer(issuer);
+    }
+    if let Some(audience) = &config.audience {
+        claims = claims.with_audience(audience);
+    }
+    sign(&config.secret, claims)
+}
+
+fn claims(
+    sub: &str,
+    email: Option<&str>,
+    name: Option<&str>,
+    ttl: std::time::Duration,
+) -> JWTClaims<Profile> {
     let profile = Profile {
         email: email.map(Into::into),
         name: name.map(Into::into),
         user: None,
     };
-    let claims = Claims::with_custom_claims(profile, Duration::from_secs(ttl.as_secs().max(1)))
-        .with_subject(sub);
+    Claims::with_custom_claims(profile, Duration::from_secs(ttl.as_secs().max(1))).with_subject(sub)
+}
+
+fn sign(secret: &[u8], claims: JWTClaims<Profile>) -> String {
     HS256Key::from_bytes(secret)
         .authenticate(claims)
         .expect("HS256 signing cannot fail")
@@ -342,6 +373,28 @@ mod tests {
                 email: Some("a@b.c".into()),
                 name: Some("A".into())
             }
+        );
+    }
+
+    /// API.md, Authentication: with `JWT_ISSUER` / `JWT_AUDIENCE` set, `iss` / `aud` must
+    /// match, so the token the command line prints must carry them.
+    #[test]
+    fn a_token_minted_for_a_config_carries_its_issuer_and_audience() {
+        let mut config = Config::from_lookup(|key| match key {
+            "JWT_ISSUER" => Some("https://issuer.example".into()),
+            "JWT_AUDIENCE" => Some("todo-api".into()),
+            _ => None,
+        })
+        .unwrap();
+        config.secret = b"test-secret-123".to_vec();
+        let auth = Authenticator::new(&config);
+        let ttl = std::time::Duration::from_secs(60);
+        let token = mint_for(&config, "u1", None, None, ttl);
+        assert_eq!(auth.authenticate(Some(&bearer(&token))).unwrap().id, "u1");
+        let bare = mint(&config.secret, "u1", None, None, ttl);
+        assert!(
+            auth.authenticate(Some(&bearer(&bare))).is_err(),
+            "no iss/aud"
         );
     }
 

@@ -65,8 +65,8 @@ pub fn start(config: Config) -> Result<Server, String> {
     );
     if config.secret_is_generated {
         // API.md, Configuration: with no secret the server still works, for one run.
-        let token = auth::mint(
-            &config.secret,
+        let token = auth::mint_for(
+            &config,
             "demo-user",
             Some("demo@example.com"),
             Some("Demo"),

@@ -13,7 +13,8 @@ todo-api: the Todo REST API (see README.md and docs/API.md)
 Usage:
   todo-api                      serve (configured by the environment and ./.env)
   todo-api token --sub ID [--email E] [--name N] [--ttl 1h]
-                                print an HS256 token signed with BETTER_AUTH_SECRET
+                                print an HS256 token signed with BETTER_AUTH_SECRET,
+                                with JWT_ISSUER / JWT_AUDIENCE as iss / aud if set
                                 (options also as --sub=ID)
   todo-api --help | --version
 
@@ -128,8 +129,8 @@ fn token(args: &[String]) -> ExitCode {
     if config.secret_is_generated {
         return fail("BETTER_AUTH_SECRET is not set (environment or .env): nothing to sign with");
     }
-    print(&auth::mint(
-        &config.secret,
+    print(&auth::mint_for(
+        &config,
         &request.sub,
         request.email.as_deref(),
         request.name.as_deref(),

@@ -231,22 +231,29 @@ fn the_log_has_one_line_per_request_and_never_the_token_or_password() {
 
 #[test]
 fn without_a_secret_the_log_offers_a_working_demo_token() {
-    let dir = tempdir::TempDir::new("todo-demo");
-    let url = format!("sqlite:{}", dir.path("todo.db"));
-    let p = Process::start(&[("DATABASE_URL", &url)]);
-    std::thread::sleep(Duration::from_millis(200));
-    let log = p.logged().join("\n");
-    let token = log
-        .split("Authorization: Bearer ")
-        .nth(1)
-        .and_then(|rest| rest.split('\'').next())
-        .unwrap_or_else(|| panic!("no demo curl line in: {log}"));
-    let r = Client {
-        addr: p.addr,
-        token: Some(token.to_string()),
+    // With JWT_ISSUER / JWT_AUDIENCE too: the demo token must carry them.
+    let requiring = [
+        ("JWT_ISSUER", "https://issuer.example"),
+        ("JWT_AUDIENCE", "todo-api"),
+    ];
+    for extra in [&[][..], &requiring] {
+        let dir = tempdir::TempDir::new("todo-demo");
+        let url = format!("sqlite:{}", dir.path("todo.db"));
+        let p = Process::start(&[&[("DATABASE_URL", url.as_str())][..], extra].concat());
+        std::thread::sleep(Duration::from_millis(200));
+        let log = p.logged().join("\n");
+        let token = log
+            .split("Authorization: Bearer ")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .unwrap_or_else(|| panic!("no demo curl line in: {log}"));
+        let r = Client {
+            addr: p.addr,
+            token: Some(token.to_string()),
+        }
+        .get("/api/tasks");
+        assert_eq!(r.status, 200, "{extra:?}: {}", r.text());
     }
-    .get("/api/tasks");
-    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[test]
@@ -363,6 +370,22 @@ fn token_command_prints_its_usage_and_takes_opt_equals_value() {
     let t = app.create(&app.with_token(&token), r#"{"title": "via --sub="}"#);
     let mine = app.user("eq-user").get(&format!("/api/tasks/{}", t["id"]));
     assert_eq!(mine.status, 200, "the token is eq-user's");
+}
+
+/// API.md, Authentication: a server with `JWT_ISSUER` / `JWT_AUDIENCE` refuses a token
+/// without that `iss` / `aud`, so the command puts them in from the same configuration.
+#[test]
+fn token_command_follows_the_configured_issuer_and_audience() {
+    const ISSUER: &str = "https://issuer.example";
+    const AUDIENCE: &str = "todo-api";
+    let env = [("JWT_ISSUER", ISSUER), ("JWT_AUDIENCE", AUDIENCE)];
+    let token = printed_token(token_command(&["--sub", "iss-user"], &env));
+    let app = TestApp::spawn_with(TestDb::new(&Engine::Sqlite), |c| {
+        c.issuer = Some(ISSUER.into());
+        c.audience = Some(AUDIENCE.into());
+    });
+    let r = app.with_token(&token).get("/api/tasks");
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[test]
