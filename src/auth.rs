@@ -291,16 +291,31 @@ pub fn mint(
     sign(secret, claims(sub, email, name, ttl))
 }
 
+/// The latest `exp` a token can be signed with. jwt-simple keeps times as 32.32 fixed-point
+/// seconds (coarsetime) and adds the ttl to now without an overflow check, so a later `exp`
+/// wraps around to a date in the past (`--ttl 36500d` gave 1990): 2106-02-07T06:28:15Z.
+const LATEST_EXP: u64 = u32::MAX as u64;
+
 /// A token that a server with `config` accepts, for `todo-api token` and the demo token of
 /// a run without a secret: signed with its secret, and with the `iss` and `aud` it requires
 /// when `JWT_ISSUER` / `JWT_AUDIENCE` are set (without them it refuses every token).
+/// Refused, with a sentence saying what to do: a ttl that would put `exp` past `LATEST_EXP`.
 pub fn mint_for(
     config: &Config,
     sub: &str,
     email: Option<&str>,
     name: Option<&str>,
     ttl: std::time::Duration,
-) -> String {
+) -> std::result::Result<String, String> {
+    let longest = LATEST_EXP.saturating_sub(unix_now());
+    if ttl.as_secs() > longest {
+        return Err(format!(
+            "a ttl of {} s would make the token expire after 2106-02-07, the latest expiry \
+             a token can carry; use a ttl of at most {}d",
+            ttl.as_secs(),
+            longest / 86_400
+        ));
+    }
     let mut claims = claims(sub, email, name, ttl);
     if let Some(issuer) = &config.issuer {
         claims = claims.with_issuer(issuer);
@@ -308,7 +323,7 @@ pub fn mint_for(
     if let Some(audience) = &config.audience {
         claims = claims.with_audience(audience);
     }
-    sign(&config.secret, claims)
+    Ok(sign(&config.secret, claims))
 }
 
 fn claims(
@@ -389,13 +404,32 @@ mod tests {
         config.secret = b"test-secret-123".to_vec();
         let auth = Authenticator::new(&config);
         let ttl = std::time::Duration::from_secs(60);
-        let token = mint_for(&config, "u1", None, None, ttl);
+        let token = mint_for(&config, "u1", None, None, ttl).unwrap();
         assert_eq!(auth.authenticate(Some(&bearer(&token))).unwrap().id, "u1");
         let bare = mint(&config.secret, "u1", None, None, ttl);
         assert!(
             auth.authenticate(Some(&bearer(&bare))).is_err(),
             "no iss/aud"
         );
+    }
+
+    #[test]
+    fn a_ttl_past_what_exp_can_hold_is_refused_not_wrapped() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        let days = |n: u64| std::time::Duration::from_secs(n * 86_400);
+        let err = mint_for(&config, "u1", None, None, days(36_500)).unwrap_err();
+        assert!(
+            err.contains("2106-02-07") && err.contains("at most"),
+            "{err}"
+        );
+        // The longest ttl allowed gives an exp close to the limit, not one in the past.
+        let longest = (LATEST_EXP - unix_now()) / 86_400;
+        let token = mint_for(&config, "u1", None, None, days(longest)).unwrap();
+        let claims = HS256Key::from_bytes(&config.secret)
+            .verify_token::<Profile>(&token, None)
+            .unwrap();
+        let exp = claims.expires_at.unwrap().as_secs();
+        assert!(exp > LATEST_EXP - 2 * 86_400 && exp <= LATEST_EXP, "{exp}");
     }
 
     #[test]

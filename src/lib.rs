@@ -71,7 +71,8 @@ pub fn start(config: Config) -> Result<Server, String> {
             Some("demo@example.com"),
             Some("Demo"),
             Duration::from_secs(3600),
-        );
+        )
+        .expect("an hour is a ttl any token can carry");
         log::warn!(
             "BETTER_AUTH_SECRET is not set: using a random secret for this run only. \
              Try: curl -H 'Authorization: Bearer {token}' http://{}/api/tasks",

@@ -129,13 +129,17 @@ fn token(args: &[String]) -> ExitCode {
     if config.secret_is_generated {
         return fail("BETTER_AUTH_SECRET is not set (environment or .env): nothing to sign with");
     }
-    print(&auth::mint_for(
+    let signed = auth::mint_for(
         &config,
         &request.sub,
         request.email.as_deref(),
         request.name.as_deref(),
         request.ttl,
-    ))
+    );
+    match signed {
+        Ok(token) => print(&token),
+        Err(why) => usage_error(&why),
+    }
 }
 
 /// The options of `todo-api token`, each as `--opt value` or `--opt=value`; `None` when
@@ -179,11 +183,12 @@ fn parse_token_args(args: &[String]) -> Result<Option<TokenRequest>, String> {
 fn parse_ttl(s: &str) -> Option<Duration> {
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = digits.parse().ok()?;
+    // Saturating: a ttl too long for any token is refused when signing, with the limit.
     let seconds = match unit {
         "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
         _ => return None,
     };
     (seconds > 0).then(|| Duration::from_secs(seconds))

@@ -388,6 +388,20 @@ fn token_command_follows_the_configured_issuer_and_audience() {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
+/// A ttl whose `exp` would fall past 2106-02-07 wrapped to a date in the past (36500 days
+/// gave 1990); it is refused with the limit instead.
+#[test]
+fn token_command_refuses_a_ttl_no_token_can_carry() {
+    for ttl in ["36500d", "999999999999999d", "4294967296"] {
+        let out = token_command(&["--sub", "x", "--ttl", ttl], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{ttl}: {stderr}");
+        assert!(stderr.contains("2106-02-07"), "{ttl}: {stderr}");
+        assert!(stderr.contains("use a ttl of at most"), "{ttl}: {stderr}");
+        assert!(out.stdout.is_empty(), "{ttl}: no token");
+    }
+}
+
 #[test]
 fn help_and_version() {
     for (arg, want) in [
