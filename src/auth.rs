@@ -299,7 +299,8 @@ const LATEST_EXP: u64 = u32::MAX as u64;
 /// A token that a server with `config` accepts, for `todo-api token` and the demo token of
 /// a run without a secret: signed with its secret, and with the `iss` and `aud` it requires
 /// when `JWT_ISSUER` / `JWT_AUDIENCE` are set (without them it refuses every token).
-/// Refused, with a sentence saying what to do: a ttl that would put `exp` past `LATEST_EXP`.
+/// Refused, with a sentence saying what to do: a `sub` that `authenticate` would refuse
+/// for its length, and a ttl that would put `exp` past `LATEST_EXP`.
 pub fn mint_for(
     config: &Config,
     sub: &str,
@@ -307,6 +308,14 @@ pub fn mint_for(
     name: Option<&str>,
     ttl: std::time::Duration,
 ) -> std::result::Result<String, String> {
+    // API.md, Authentication: a `sub` of more than 255 characters is refused.
+    let chars = sub.chars().count();
+    if chars > MAX_SUB_CHARS {
+        return Err(format!(
+            "sub is {chars} characters long and the server refuses a user id over \
+             {MAX_SUB_CHARS}: use a shorter one"
+        ));
+    }
     let longest = LATEST_EXP.saturating_sub(unix_now());
     if ttl.as_secs() > longest {
         return Err(format!(
@@ -410,6 +419,25 @@ mod tests {
         assert!(
             auth.authenticate(Some(&bearer(&bare))).is_err(),
             "no iss/aud"
+        );
+    }
+
+    /// Counted in characters, as `authenticate` counts them: 255 `é` (510 bytes) is fine.
+    #[test]
+    fn a_token_is_minted_only_for_a_sub_the_server_accepts() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        let auth = Authenticator::new(&config);
+        let ttl = std::time::Duration::from_secs(60);
+        let longest = "é".repeat(MAX_SUB_CHARS);
+        let token = mint_for(&config, &longest, None, None, ttl).unwrap();
+        assert_eq!(
+            auth.authenticate(Some(&bearer(&token))).unwrap().id,
+            longest
+        );
+        let err = mint_for(&config, &format!("{longest}x"), None, None, ttl).unwrap_err();
+        assert!(
+            err.contains("256 characters") && err.contains("255"),
+            "{err}"
         );
     }
 

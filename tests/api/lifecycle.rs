@@ -402,6 +402,17 @@ fn token_command_refuses_a_ttl_no_token_can_carry() {
     }
 }
 
+/// CONTRACT: `sub` is at most 255 characters; the command signs nothing the server refuses.
+#[test]
+fn token_command_refuses_a_sub_over_255_characters() {
+    let out = token_command(&["--sub", &"u".repeat(256)], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("256 characters"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no token");
+    assert!(!printed_token(token_command(&["--sub", &"u".repeat(255)], &[])).is_empty());
+}
+
 #[test]
 fn help_and_version() {
     for (arg, want) in [
