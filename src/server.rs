@@ -23,6 +23,10 @@ pub const MAX_BODY_BYTES: usize = 65_536;
 /// The CORS preflight answer's fixed headers (API.md, CORS).
 const ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 const ALLOW_HEADERS: &str = "Authorization, Content-Type";
+/// The response headers a browser lets the frontend's script read besides the safelisted
+/// ones (API.md, CORS): `Location` of a 201, `Retry-After` of a 503, and `X-Request-Id` to
+/// quote in a bug report.
+const EXPOSE_HEADERS: &str = "Location, Retry-After, X-Request-Id";
 
 /// The longest shutdown waits for requests under way; queued ones are still answered.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -415,6 +419,12 @@ fn handle(
     if let Some(origin) = origin.filter(|o| allowed(&shared.cors_origins, o)) {
         reply.header("Access-Control-Allow-Origin", origin);
         reply.header("Vary", "Origin");
+        // A preflight's answer is read by the browser alone, and its headers are fixed.
+        let preflight =
+            method == "OPTIONS" && header(&rq, "Access-Control-Request-Method").is_some();
+        if !preflight {
+            reply.header("Access-Control-Expose-Headers", EXPOSE_HEADERS);
+        }
     }
     reply.header("X-Request-Id", request_id.clone());
     // The connection ends after this answer: say so (RFC 9112, 9.6), so that a client that

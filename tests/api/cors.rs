@@ -40,6 +40,8 @@ dbtest!(
         );
         assert_eq!(r.header("Access-Control-Max-Age"), Some("600"));
         assert_eq!(r.header("Vary"), Some("Origin"));
+        // The contract fixes a preflight's headers: nothing is exposed on it.
+        assert_eq!(r.header("Access-Control-Expose-Headers"), None);
     }
 );
 
@@ -83,6 +85,10 @@ dbtest!(
                 "health",
                 app.anonymous().send("GET", "/health", None, &origin),
             ),
+            (
+                "OPTIONS without Access-Control-Request-Method",
+                app.anonymous().send("OPTIONS", "/api/tasks", None, &origin),
+            ),
         ];
         for (what, r) in cases {
             assert_eq!(
@@ -91,6 +97,13 @@ dbtest!(
                 "{what}"
             );
             assert_eq!(r.header("Vary"), Some("Origin"), "{what}");
+            // API.md, CORS: else the frontend cannot read a 201's Location, a 503's
+            // Retry-After, nor the request id to quote in a bug report.
+            assert_eq!(
+                r.header("Access-Control-Expose-Headers"),
+                Some("Location, Retry-After, X-Request-Id"),
+                "{what}"
+            );
         }
         let other = alice.send(
             "GET",
@@ -100,6 +113,7 @@ dbtest!(
         );
         assert_eq!(other.status, 200);
         assert_eq!(other.header("Access-Control-Allow-Origin"), None);
+        assert_eq!(other.header("Access-Control-Expose-Headers"), None);
     }
 );
 
