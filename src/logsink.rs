@@ -28,6 +28,55 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// The longest `flush` waits for the writer.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
+/// The crates whose log lines the server's log can hold (a `RUST_LOG` module name matches
+/// the start of a line's target).
+const LOGGING_CRATES: &[&str] = &[
+    "todo_api",
+    "tiny_http",
+    "tokio_postgres",
+    "postgres",
+    "r2d2",
+    "rusqlite",
+    "native_tls",
+    "jwt_simple",
+];
+
+/// What is wrong with a `RUST_LOG` value that env_logger would take silently and that
+/// would leave the log empty or not as meant: a bare word that is neither a level nor the
+/// start of a module path of ours (`RUST_LOG=verbose` is read as "everything from module
+/// `verbose`", so nothing at all is logged, not even `listening on`), or `module=level`
+/// with a level that is not one.
+pub fn misread_log_filter(filter: &str) -> Option<String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let is_level = |word: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word));
+    let directives = filter.split('/').next().unwrap_or_default();
+    for directive in directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        match directive.split_once('=') {
+            Some((_, level)) if !is_level(level.trim()) => {
+                return Some(format!(
+                    "RUST_LOG: {level:?} in {directive:?} is not a level (off, error, warn, \
+                     info, debug, trace)"
+                ));
+            }
+            None if !is_level(directive)
+                && !LOGGING_CRATES.iter().any(|c| directive.starts_with(c)) =>
+            {
+                return Some(format!(
+                    "RUST_LOG: {directive:?} is neither a level (off, error, warn, info, \
+                     debug, trace) nor a module of todo-api's, so it logs nothing; \
+                     try RUST_LOG=info or RUST_LOG=debug"
+                ));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 enum Msg {
     Line(Vec<u8>),
     Flush(mpsc::Sender<()>),
@@ -175,6 +224,32 @@ mod tests {
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+    }
+
+    #[test]
+    fn rust_log_values_that_would_log_nothing_are_said() {
+        for fine in [
+            "info",
+            "DEBUG",
+            "warn,todo_api=debug",
+            "todo_api::server=debug",
+            "tiny_http",
+            "info,tokio_postgres=off",
+            "info/GET",
+        ] {
+            assert_eq!(misread_log_filter(fine), None, "{fine}");
+        }
+        for (bad, says) in [
+            ("verbose", "\"verbose\" is neither a level"),
+            ("info,loud", "\"loud\" is neither"),
+            (
+                "todo_api=chatty",
+                "\"chatty\" in \"todo_api=chatty\" is not a level",
+            ),
+        ] {
+            let said = misread_log_filter(bad).unwrap_or_default();
+            assert!(said.contains(says), "{bad}: {said}");
         }
     }
 

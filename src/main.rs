@@ -64,6 +64,12 @@ fn serve() -> ExitCode {
     let lookup = todo_api::config::env_or_dotenv();
     let mut logger = env_logger::Builder::new();
     let filter = lookup("RUST_LOG").filter(|f| !f.trim().is_empty());
+    if let Some(warning) = filter
+        .as_deref()
+        .and_then(todo_api::logsink::misread_log_filter)
+    {
+        say(&format!("todo-api: {warning}"));
+    }
     logger.parse_filters(filter.as_deref().unwrap_or("info"));
     logger.format(todo_api::logsink::format);
     match todo_api::logsink::start(std::io::stderr()) {
