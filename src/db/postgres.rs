@@ -516,15 +516,19 @@ impl PgStore {
     }
 
     /// Runs a write, once more on a fresh connection only when the first run certainly did
-    /// not take effect: the server ended the session instead of answering it (class 57P:
-    /// an administrator, a restart, `idle_session_timeout` on a connection the pool held
-    /// idle), or the tables were missing. A statement answered by an error did not commit
-    /// (the commit comes after its result, at the Sync); one whose connection broke without
-    /// an answer may have, and is not run again: that is a 503.
+    /// not take effect: the server ended the session for sitting idle in the pool
+    /// (`idle_session_timeout`, as hosted databases set it: PostgreSQL checks for that
+    /// timeout right after reading a command and before running it), or a table was
+    /// missing (the statement could not be planned). Any other failure may have come after
+    /// the commit (a crash or an immediate shutdown ends sessions at any point, even between
+    /// the commit and the answer), so the write is not run again: that is a 503.
     fn write<T>(&self, f: impl Fn(&mut PgConn) -> Result<T, postgres::Error>) -> Result<T> {
         let mut conn = self.conn()?;
         match f(&mut conn) {
-            Err(e) if conn.client.is_closed() && session_ended(&e) || self.tables_missing(&e) => {
+            Err(e)
+                if conn.client.is_closed() && is(&e, &SqlState::IDLE_SESSION_TIMEOUT)
+                    || self.tables_missing(&e) =>
+            {
                 if conn.client.is_closed() {
                     self.mark_suspect();
                 }
@@ -773,12 +777,6 @@ fn upsert_user_on(c: &mut PgConn, user: &User) -> Result<(), postgres::Error> {
 
 fn id_and_user<'a>(id: &'a i64, user_id: &'a &str) -> [(&'a (dyn ToSql + Sync), Type); 2] {
     [(id, Type::INT8), (user_id, Type::TEXT)]
-}
-
-/// The server ended the session (class 57P, "operator intervention": terminated by an
-/// administrator, shutting down, idle too long), sending this instead of a statement's result.
-fn session_ended(e: &postgres::Error) -> bool {
-    e.code().is_some_and(|c| c.code().starts_with("57P"))
 }
 
 fn is(e: &postgres::Error, state: &SqlState) -> bool {
