@@ -428,6 +428,9 @@ impl Watchdog {
 pub struct PgStore {
     pool: Pool,
     schema_ready: AtomicBool,
+    /// The schema the tables were found or created in (PostgreSQL's `current_schema()` the
+    /// first time): they are created again only there (`create_schema`).
+    schema_home: Mutex<Option<String>>,
     /// When the store was opened; the clock of `suspect_until_ms`.
     born: Instant,
     /// Until when (ms since `born`) checkouts test their connection first.
@@ -459,6 +462,7 @@ impl PgStore {
         let store = PgStore {
             pool,
             schema_ready: AtomicBool::new(false),
+            schema_home: Mutex::new(None),
             born: Instant::now(),
             suspect_until_ms: AtomicU64::new(0),
         };
@@ -482,7 +486,20 @@ impl PgStore {
             tries -= 1;
         }
         if !self.schema_ready.load(Ordering::Acquire) {
-            conn.watched(create_schema)?;
+            let mut home = self
+                .schema_home
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match conn.watched(|c| create_schema(c, home.as_deref()))? {
+                Ok(schema) => *home = Some(schema),
+                Err(elsewhere) => {
+                    return Err(Error::Internal(format!(
+                        "the tables are missing, and the search path now names schema \
+                         {elsewhere:?} instead of {:?}: not creating empty ones there",
+                        home.as_deref().unwrap_or_default()
+                    )))
+                }
+            }
             self.schema_ready.store(true, Ordering::Release);
         }
         Ok(conn)
@@ -722,13 +739,29 @@ impl Store for PgStore {
     }
 }
 
-fn create_schema(client: &mut Client) -> Result<(), postgres::Error> {
+/// Applies the schema (under an advisory lock, so that instances starting together take
+/// turns) and returns the schema the tables are in: the first of the search path. Once
+/// that is known (`home`), tables found missing are created again only there: if the
+/// search path now names another schema (changed by hand, or a role's setting), empty
+/// twins there would make every user's tasks seem gone, and take the new writes.
+/// `Err(current)` then, with nothing created.
+fn create_schema(
+    client: &mut Client,
+    home: Option<&str>,
+) -> Result<Result<String, String>, postgres::Error> {
     let mut tx = client.transaction()?;
     tx.execute("select pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+    // NULL when no schema of the search path exists; creating then fails with its reason.
+    let current: Option<String> = tx.query_one("select current_schema()", &[])?.get(0);
+    let current = current.unwrap_or_default();
+    if home.is_some_and(|home| home != current) {
+        return Ok(Err(current));
+    }
     // "relation already exists, skipping" at every start is noise, not news.
     tx.batch_execute("set local client_min_messages = warning")?;
     tx.batch_execute(SCHEMA)?;
-    tx.commit()
+    tx.commit()?;
+    Ok(Ok(current))
 }
 
 /// Lists of up to this many tasks are fetched whole, in one round trip.

@@ -301,6 +301,53 @@ fn dropped_tables_are_created_again_by_the_next_request() {
     assert_eq!(list[0]["title"], "after");
 }
 
+/// Tables found missing because the search path now names another schema are not created
+/// there: empty twins would make every user's tasks seem gone and take the new writes. The
+/// requests fail (500) until the search path is back, and then the data is all there.
+#[test]
+fn missing_tables_are_not_created_again_in_another_schema() {
+    let Some(app) = postgres_app(|_| {}) else {
+        return;
+    };
+    let alice = app.user("alice");
+    app.create(&alice, r#"{"title": "kept"}"#);
+    let name = app.db.postgres_name().unwrap().to_string();
+    let end_sessions = |sql: &str| {
+        let mut admin = app.db.postgres_client().unwrap();
+        admin.batch_execute(sql).unwrap();
+        admin
+            .batch_execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity \
+                 where datname = current_database() and pid <> pg_backend_pid()",
+            )
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    end_sessions(&format!(
+        "create schema elsewhere; alter database \"{name}\" set search_path = elsewhere"
+    ));
+    for _ in 0..3 {
+        let r = alice.get("/api/tasks");
+        assert!([500, 503].contains(&r.status), "{} {}", r.status, r.text());
+    }
+    let twins: i64 = app
+        .db
+        .postgres_client()
+        .unwrap()
+        .query_one(
+            "select count(*) from pg_tables where schemaname = 'elsewhere'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(twins, 0, "tables were created in the other schema");
+
+    end_sessions(&format!("alter database \"{name}\" reset search_path"));
+    let list = alice.get("/api/tasks");
+    assert_eq!(list.status, 200, "{}", list.text());
+    assert_eq!(list.json()[0]["title"], "kept");
+}
+
 /// A database that ends idle sessions (`idle_session_timeout`, as hosted services and
 /// poolers do) ends the pool's connections between requests; the server hears of it only
 /// on its next statement, which the session's end answered instead (PostgreSQL checks for
