@@ -282,17 +282,17 @@ fn cors_origin(entry: &str) -> Result<String, String> {
     if entry.eq_ignore_ascii_case("null") {
         return Ok("null".into());
     }
-    if entry.contains('*') {
-        return Err(format!(
-            "CORS_ORIGINS: {entry:?} is a wildcard, which is not supported: \
-             list each allowed origin, {EXAMPLE}"
-        ));
-    }
-    // The entry is not repeated: what is before an `@` may be a password.
+    // First, and the entry not repeated: what is before an `@` may be a password.
     if entry.contains('@') {
         return Err(format!(
             "CORS_ORIGINS: an entry holds a user name or password (an @); \
              list origins only, {EXAMPLE}"
+        ));
+    }
+    if entry.contains('*') {
+        return Err(format!(
+            "CORS_ORIGINS: {entry:?} is a wildcard, which is not supported: \
+             list each allowed origin, {EXAMPLE}"
         ));
     }
     let refused = |why: &str| {
@@ -695,12 +695,17 @@ mod tests {
                 "{entry}: {err}"
             );
         }
-        // What is before an `@` may be a password: refused without repeating it.
-        let err = config(&[("CORS_ORIGINS", "http://me:hunter2@localhost:3000")]).unwrap_err();
-        assert!(
-            err.starts_with("CORS_ORIGINS: ") && !err.contains("hunter2"),
-            "{err}"
-        );
+        // What is before an `@` may be a password: refused without repeating it, a `*` in
+        // it or not.
+        for entry in ["http://me:hunter2@localhost:3000", "https://me:pa*ss@host"] {
+            let err = config(&[("CORS_ORIGINS", entry)]).unwrap_err();
+            assert!(
+                err.starts_with("CORS_ORIGINS: ")
+                    && !err.contains("hunter2")
+                    && !err.contains("pa*ss"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -378,7 +378,8 @@ fn handle(
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let overdue = rq.queued_for().is_some_and(|waited| waited > QUEUE_LIMIT);
     let reply = if overdue {
-        Err(Error::Overloaded)
+        // The body is read all the same (as for any answer), so that the connection can go on.
+        read_body(&mut rq).and(Err(Error::Overloaded))
     } else if method == "OPTIONS" {
         // API.md, CORS: preflights never need a token; an unknown origin gets no headers.
         // A body is not needed either, but the 413 limit holds on every route.

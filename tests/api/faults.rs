@@ -1574,8 +1574,20 @@ fn refusals_before_a_request_is_read_have_a_logged_request_id() {
         );
         ids.push((id, status));
     }
-    std::thread::sleep(Duration::from_millis(200));
-    let log = p.logged().join("\n");
+    // The log is written by its own thread: wait for the lines (at most 5 s).
+    let mut log = String::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5)
+        && !ids
+            .iter()
+            .all(|(id, status)| log.contains(&format!(" {status} id={id} ")))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        for line in p.logged() {
+            log.push_str(&line);
+            log.push('\n');
+        }
+    }
     for (id, status) in ids {
         assert!(log.contains(&format!(" {status} id={id} ")), "{id}:\n{log}");
     }

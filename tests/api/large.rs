@@ -506,13 +506,14 @@ fn a_request_that_waited_too_long_in_the_queue_is_503_at_once() {
     assert_eq!(bob.get("/api/tasks").status, 200);
     let (mut locker, busy) = hold_both_slots(&app, &bob);
     let started = Instant::now();
-    // The first two are taken by the workers, which wait for a slot; the last two wait in
-    // the queue behind them.
+    // Two are taken by the workers, which wait for a slot, two wait in the queue behind
+    // them. Sent together: whether the first two have waited over 5 s when the held slots
+    // free (at 5 s and the watchdog's tick) is a matter of milliseconds; the last two have
+    // either way by the time a worker reaches them.
     let queued: Vec<_> = (0..4)
-        .map(|i| {
+        .map(|_| {
             let bob = bob.clone();
-            std::thread::sleep(Duration::from_millis(50));
-            std::thread::spawn(move || (i, bob.get("/api/tasks"), started.elapsed()))
+            std::thread::spawn(move || (bob.get("/api/tasks"), started.elapsed()))
         })
         .collect();
     // The watchdog cancels the held statements at 5 s (503); the lock goes at 7 s.
@@ -521,20 +522,21 @@ fn a_request_that_waited_too_long_in_the_queue_is_503_at_once() {
     for status in busy {
         assert_eq!(status.join().unwrap(), 503, "cancelled at the deadline");
     }
+    let mut too_busy = 0;
     for handle in queued {
-        let (i, r, at) = handle.join().unwrap();
-        if i >= 2 {
-            assert_eq!(r.status, 503, "request {i}: {}", brief(&r));
-            assert_eq!(r.header("Retry-After"), Some("1"));
-            assert!(r.detail().contains("too busy"), "{}", r.text());
-        } else {
-            assert!([200, 503].contains(&r.status), "request {i}: {}", brief(&r));
+        let (r, at) = handle.join().unwrap();
+        match r.status {
+            200 => {}
+            503 => {
+                assert_eq!(r.header("Retry-After"), Some("1"));
+                assert!(r.detail().contains("too busy"), "{}", r.text());
+                too_busy += 1;
+            }
+            _ => panic!("{}", brief(&r)),
         }
-        assert!(
-            at < Duration::from_secs(9),
-            "request {i} answered after {at:?}"
-        );
+        assert!(at < Duration::from_secs(9), "answered after {at:?}");
     }
+    assert!(too_busy >= 2, "{too_busy} of the 4 queued were refused");
     assert_eq!(bob.get("/api/tasks").status, 200);
 }
 
