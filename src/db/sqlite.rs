@@ -131,7 +131,25 @@ impl SqliteStore {
         *writing = true;
         drop(writing);
         let turn = WriteTurn(self);
-        Ok((turn, self.conn()?))
+        Ok((turn, self.writable_conn()?))
+    }
+
+    /// A connection that can write, if one can be had: a pooled connection opened while
+    /// the file was read-only stays read-only for good (it is dropped when given back,
+    /// `has_broken`), and one the pool opened in the background then may still wait idle
+    /// once the file is writable again. Such ones are passed over, each dropped, for as
+    /// many tries as the pool holds connections; the last one is used whatever it is (its
+    /// write then fails with the reason: read-only, 503).
+    fn writable_conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
+        let mut conn = self.conn()?;
+        for _ in 0..self.pool.max_size() {
+            if !conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+                break;
+            }
+            drop(conn);
+            conn = self.conn()?;
+        }
+        Ok(conn)
     }
 }
 
