@@ -943,5 +943,14 @@ fn sqlite_writes_again_once_its_file_is_writable_again() {
     chmod(&dir.path(""), 0o777);
     chmod(&db, 0o666);
     let after = burst();
-    assert!(after.iter().all(|&s| s == 201), "after: {after:?}");
+    let why: Vec<String> = p
+        .logged()
+        .into_iter()
+        .filter(|l| l.contains(" 503 ") || l.contains("ERROR") || l.contains("WARN"))
+        .collect();
+    assert!(
+        after.iter().all(|&s| s == 201),
+        "after: {after:?}\n{}",
+        why.join("\n")
+    );
 }
