@@ -34,6 +34,8 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The longest `/health` waits for the database to answer.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// The least time between two applications of the schema for a table found missing.
+const SCHEMA_RETRY: Duration = Duration::from_secs(30);
 /// How long after a lost connection every checkout is tested first.
 const SUSPECT_WINDOW: Duration = Duration::from_secs(10);
 /// A statement still unanswered after this long is cancelled, so that its request gets a
@@ -431,6 +433,8 @@ pub struct PgStore {
     /// The schema the tables were found or created in (PostgreSQL's `current_schema()` the
     /// first time): they are created again only there (`create_schema`).
     schema_home: Mutex<Option<String>>,
+    /// When (ms since `born`, 0 = never) a missing table last had the schema applied again.
+    schema_retried_ms: AtomicU64,
     /// When the store was opened; the clock of `suspect_until_ms`.
     born: Instant,
     /// Until when (ms since `born`) checkouts test their connection first.
@@ -463,6 +467,7 @@ impl PgStore {
             pool,
             schema_ready: AtomicBool::new(false),
             schema_home: Mutex::new(None),
+            schema_retried_ms: AtomicU64::new(0),
             born: Instant::now(),
             suspect_until_ms: AtomicU64::new(0),
         };
@@ -474,33 +479,45 @@ impl PgStore {
 
     /// A pooled connection on which the schema is known to exist.
     fn conn(&self) -> Result<Conn> {
-        let mut conn = self.pool.get()?;
-        // Right after a connection failed, the other pooled connections are likely dead
-        // too (the database restarted): test each one on checkout until the window closes,
-        // so that a write is never sent on a connection that is already gone. r2d2 drops
-        // a connection that failed the test when it comes back (`has_broken`).
-        let mut tries = self.pool.max_size();
-        while self.suspect() && tries > 0 && conn.watched(|c| c.simple_query("")).is_err() {
-            drop(conn);
-            conn = self.pool.get()?;
-            tries -= 1;
-        }
+        let mut conn = self.checkout()?;
         if !self.schema_ready.load(Ordering::Acquire) {
             let mut home = self
                 .schema_home
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            match conn.watched(|c| create_schema(c, home.as_deref()))? {
+            let ended = |e: &postgres::Error| e.code().is_some_and(|c| c.code().starts_with("57P"));
+            let mut applied = conn.watched(|c| create_schema(c, home.as_deref()));
+            if applied
+                .as_ref()
+                .is_err_and(|e| conn.client.is_closed() || ended(e))
+            {
+                // A pooled connection the database ended meanwhile, and likely the others
+                // too: once more, on a connection tested first (`checkout`).
+                self.mark_suspect();
+                drop(conn);
+                conn = self.checkout()?;
+                applied = conn.watched(|c| create_schema(c, home.as_deref()));
+            }
+            match applied? {
                 Ok(schema) => *home = Some(schema),
-                Err(elsewhere) => {
-                    return Err(Error::Internal(format!(
-                        "the tables are missing, and the search path now names schema \
-                         {elsewhere:?} instead of {:?}: not creating empty ones there",
-                        home.as_deref().unwrap_or_default()
-                    )))
-                }
+                Err(why) => return Err(Error::Internal(format!("not creating the tables: {why}"))),
             }
             self.schema_ready.store(true, Ordering::Release);
+        }
+        Ok(conn)
+    }
+
+    /// A pooled connection. Right after a connection failed, the other pooled connections
+    /// are likely dead too (the database restarted): each one is tested on checkout until
+    /// the window closes, so that a write is never sent on a connection that is already
+    /// gone. r2d2 drops a connection that failed the test when it comes back (`has_broken`).
+    fn checkout(&self) -> Result<Conn> {
+        let mut conn = self.pool.get()?;
+        let mut tries = self.pool.max_size();
+        while self.suspect() && tries > 0 && conn.watched(|c| c.simple_query("")).is_err() {
+            drop(conn);
+            conn = self.pool.get()?;
+            tries -= 1;
         }
         Ok(conn)
     }
@@ -526,7 +543,9 @@ impl PgStore {
                 }
                 log::debug!("retrying a read on a fresh connection after: {e}");
                 drop(conn);
-                Ok(f(&mut *checkout()?)?)
+                let again = f(&mut *checkout()?);
+                self.schema_fixed(&e, &again);
+                Ok(again?)
             }
             other => Ok(other?),
         }
@@ -551,7 +570,13 @@ impl PgStore {
                 }
                 log::debug!("running a write again on a fresh connection after: {e}");
                 drop(conn);
-                self.once(f)
+                let mut conn = self.conn()?;
+                let again = f(&mut conn);
+                if again.is_err() && conn.client.is_closed() {
+                    self.mark_suspect();
+                }
+                self.schema_fixed(&e, &again);
+                Ok(again?)
             }
             Err(e) => {
                 if conn.client.is_closed() {
@@ -568,15 +593,40 @@ impl PgStore {
     /// applied. The statement did nothing; the schema is applied again on the next checkout
     /// (as at start-up: `create table if not exists`), so that the server recovers by itself
     /// instead of answering 500 until it is restarted.
+    ///
+    /// At most once per `SCHEMA_RETRY`: a relation missing that the schema does not create
+    /// (a trigger or policy someone added, naming a table that is gone) would otherwise have
+    /// every request apply the schema, whose `create index if not exists` locks `tasks`
+    /// against writes, on every instance.
     fn tables_missing(&self, e: &postgres::Error) -> bool {
-        let missing = is(e, &SqlState::UNDEFINED_TABLE);
-        if missing {
+        if !is(e, &SqlState::UNDEFINED_TABLE) {
+            return false;
+        }
+        let now = self.born.elapsed().as_millis() as u64;
+        let last = self.schema_retried_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= SCHEMA_RETRY.as_millis() as u64;
+        if due
+            && self
+                .schema_retried_ms
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             log::warn!(
                 "a table is missing (the database was re-created?): applying the schema again"
             );
             self.schema_ready.store(false, Ordering::Release);
+            return true;
         }
-        missing
+        false
+    }
+
+    /// After a statement that found a table missing was run again: if the schema applied
+    /// in between made it work, a table going missing later (the database re-created once
+    /// more) is not held to `SCHEMA_RETRY`.
+    fn schema_fixed<T>(&self, first: &postgres::Error, again: &Result<T, postgres::Error>) {
+        if is(first, &SqlState::UNDEFINED_TABLE) && again.is_ok() {
+            self.schema_retried_ms.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Runs `f` once, never retried: a streamed read (rows already handed on would be
@@ -744,7 +794,7 @@ impl Store for PgStore {
 /// that is known (`home`), tables found missing are created again only there: if the
 /// search path now names another schema (changed by hand, or a role's setting), empty
 /// twins there would make every user's tasks seem gone, and take the new writes.
-/// `Err(current)` then, with nothing created.
+/// `Err(why)` then, with nothing created.
 fn create_schema(
     client: &mut Client,
     home: Option<&str>,
@@ -754,8 +804,31 @@ fn create_schema(
     // NULL when no schema of the search path exists; creating then fails with its reason.
     let current: Option<String> = tx.query_one("select current_schema()", &[])?.get(0);
     let current = current.unwrap_or_default();
-    if home.is_some_and(|home| home != current) {
-        return Ok(Err(current));
+    if let Some(home) = home.filter(|home| *home != current) {
+        return Ok(Err(format!(
+            "they were in schema {home:?}, and the search path now names {current:?} first; \
+             empty ones there would hide them"
+        )));
+    }
+    if home.is_none() && !current.is_empty() {
+        // At start-up: our tables elsewhere, and none where the search path creates them,
+        // means the search path is not the one they were made with; new empty ones here
+        // would hide them (a restart after the search path changed).
+        let elsewhere: Option<String> = tx
+            .query_one(
+                "select min(c.table_schema::text) from information_schema.columns c \
+                 where c.table_name = 'tasks' and c.column_name = 'user_id' \
+                 and c.table_schema::text <> $1::text \
+                 and to_regclass(format('%I.tasks', $1::text)) is null",
+                &[&current],
+            )?
+            .get(0);
+        if let Some(schema) = elsewhere {
+            return Ok(Err(format!(
+                "the tasks table is in schema {schema:?}, but the search path names {current:?} \
+                 first: put {schema:?} first in it"
+            )));
+        }
     }
     // "relation already exists, skipping" at every start is noise, not news.
     tx.batch_execute("set local client_min_messages = warning")?;
