@@ -78,6 +78,16 @@ pub struct Jwks {
     last_fetch: Mutex<Option<(Instant, bool)>>,
 }
 
+/// A token's `kid` for the log: whoever sent the token chose it, and it may be kilobytes
+/// long (an error-level line per request while the JWKS is down), so at most 40
+/// characters of it, quoted and escaped.
+fn shown(kid: &str) -> String {
+    match kid.char_indices().nth(40) {
+        Some((end, _)) => format!("{:?}...", &kid[..end]),
+        None => format!("{kid:?}"),
+    }
+}
+
 /// Why `Jwks::key` has no key for a kid.
 #[derive(Debug, PartialEq, Eq)]
 pub enum KeyError {
@@ -124,10 +134,14 @@ impl Jwks {
             if at.elapsed() < self.refetch {
                 return Err(if failed {
                     KeyError::Unavailable(format!(
-                        "unknown kid {kid:?}, and the last JWKS fetch failed"
+                        "unknown kid {}, and the last JWKS fetch failed",
+                        shown(kid)
                     ))
                 } else {
-                    KeyError::Unknown(format!("unknown kid {kid:?} (JWKS fetched recently)"))
+                    KeyError::Unknown(format!(
+                        "unknown kid {} (JWKS fetched recently)",
+                        shown(kid)
+                    ))
                 });
             }
         }
@@ -147,8 +161,10 @@ impl Jwks {
         }
         drop(last);
         self.current(kid).ok_or_else(|| match failed {
-            Some(e) => KeyError::Unavailable(format!("unknown kid {kid:?}; JWKS fetch: {e}")),
-            None => KeyError::Unknown(format!("unknown kid {kid:?}")),
+            Some(e) => {
+                KeyError::Unavailable(format!("unknown kid {}; JWKS fetch: {e}", shown(kid)))
+            }
+            None => KeyError::Unknown(format!("unknown kid {}", shown(kid))),
         })
     }
 
@@ -354,6 +370,14 @@ fn read_response(mut reader: impl BufRead) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kid_is_shown_short_in_the_log() {
+        assert_eq!(shown("k1"), "\"k1\"");
+        let long = "é".repeat(5000);
+        let s = shown(&long);
+        assert!(s.chars().count() < 50 && s.ends_with("..."), "{s}");
+    }
 
     #[test]
     fn user_info_stays_out_of_the_log() {
