@@ -196,6 +196,9 @@ impl From<postgres::Error> for Error {
                         // cancelled query): the database is busy or blocked, try again.
                         SqlState::QUERY_CANCELED,
                         SqlState::LOCK_NOT_AVAILABLE,
+                        // A table is missing (the database re-created): the schema is
+                        // applied again, at most every 30 s (db/postgres.rs).
+                        SqlState::UNDEFINED_TABLE,
                     ]
                     .contains(code)
             }

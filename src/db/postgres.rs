@@ -481,10 +481,10 @@ impl PgStore {
     fn conn(&self) -> Result<Conn> {
         let mut conn = self.checkout()?;
         if !self.schema_ready.load(Ordering::Acquire) {
-            let mut home = self
-                .schema_home
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            // Not held across the database calls: while the database is away every request
+            // comes here, and none should wait for another's attempt (the advisory lock in
+            // `create_schema` orders the attempts that reach the database).
+            let home = self.home();
             let ended = |e: &postgres::Error| e.code().is_some_and(|c| c.code().starts_with("57P"));
             let mut applied = conn.watched(|c| create_schema(c, home.as_deref()));
             if applied
@@ -499,12 +499,26 @@ impl PgStore {
                 applied = conn.watched(|c| create_schema(c, home.as_deref()));
             }
             match applied? {
-                Ok(schema) => *home = Some(schema),
+                Ok(schema) => {
+                    let mut home = self
+                        .schema_home
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    home.get_or_insert(schema);
+                }
                 Err(why) => return Err(Error::Internal(format!("not creating the tables: {why}"))),
             }
             self.schema_ready.store(true, Ordering::Release);
         }
         Ok(conn)
+    }
+
+    /// The schema the tables were first found or created in, once known.
+    fn home(&self) -> Option<String> {
+        self.schema_home
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// A pooled connection. Right after a connection failed, the other pooled connections
@@ -794,12 +808,17 @@ impl Store for PgStore {
 /// that is known (`home`), tables found missing are created again only there: if the
 /// search path now names another schema (changed by hand, or a role's setting), empty
 /// twins there would make every user's tasks seem gone, and take the new writes.
-/// `Err(why)` then, with nothing created.
+/// `Err(why)` then, with nothing created. (A server started after such a change does not
+/// know where the tables were, and creates them where the search path says, as at any
+/// first start.) Its locks are waited for 2 s at most (`create index if not exists` locks
+/// `tasks` even when the index is there): an attempt behind a long transaction gives up
+/// with a 503 rather than hold the writes queued behind it.
 fn create_schema(
     client: &mut Client,
     home: Option<&str>,
 ) -> Result<Result<String, String>, postgres::Error> {
     let mut tx = client.transaction()?;
+    tx.batch_execute("set local lock_timeout = '2s'")?;
     tx.execute("select pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
     // NULL when no schema of the search path exists; creating then fails with its reason.
     let current: Option<String> = tx.query_one("select current_schema()", &[])?.get(0);
@@ -809,26 +828,6 @@ fn create_schema(
             "they were in schema {home:?}, and the search path now names {current:?} first; \
              empty ones there would hide them"
         )));
-    }
-    if home.is_none() && !current.is_empty() {
-        // At start-up: our tables elsewhere, and none where the search path creates them,
-        // means the search path is not the one they were made with; new empty ones here
-        // would hide them (a restart after the search path changed).
-        let elsewhere: Option<String> = tx
-            .query_one(
-                "select min(c.table_schema::text) from information_schema.columns c \
-                 where c.table_name = 'tasks' and c.column_name = 'user_id' \
-                 and c.table_schema::text <> $1::text \
-                 and to_regclass(format('%I.tasks', $1::text)) is null",
-                &[&current],
-            )?
-            .get(0);
-        if let Some(schema) = elsewhere {
-            return Ok(Err(format!(
-                "the tasks table is in schema {schema:?}, but the search path names {current:?} \
-                 first: put {schema:?} first in it"
-            )));
-        }
     }
     // "relation already exists, skipping" at every start is noise, not news.
     tx.batch_execute("set local client_min_messages = warning")?;
