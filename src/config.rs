@@ -259,13 +259,9 @@ fn check_url(name: &str, url: &str) -> Result<(), String> {
         return Err(refused());
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    // After an IPv6 literal's `]`, or the whole authority: `host:port` or `host`.
-    let port_part = authority
-        .rfind(']')
-        .map_or(authority, |i| &authority[i + 1..]);
-    let port_ok = port_part
-        .split_once(':')
-        .is_none_or(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok = split_port(authority)
+        .1
+        .is_none_or(|port| port.bytes().all(|b| b.is_ascii_digit()));
     if authority.is_empty() || authority.contains('@') || !port_ok {
         return Err(refused());
     }

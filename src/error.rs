@@ -145,11 +145,8 @@ impl Error {
                 reply.header("WWW-Authenticate", r#"Bearer error="invalid_token""#)
             }
             Error::MethodNotAllowed(allow) => reply.header("Allow", *allow),
-            Error::Unavailable(_)
-            | Error::Busy
-            | Error::KeysUnavailable(_)
-            | Error::Overloaded
-            | Error::ShuttingDown => reply.header("Retry-After", "1"),
+            // Every 503 passes: try again shortly.
+            _ if self.status() == 503 => reply.header("Retry-After", "1"),
             _ => {}
         }
         reply
@@ -184,10 +181,9 @@ impl From<postgres::Error> for Error {
             // No SQLSTATE otherwise: the socket, TLS or protocol failed, the server is gone.
             None => true,
             Some(code) => {
-                // 08: the connection failed; 57P: the server ended the session (shutting
-                // down, terminated, `idle_session_timeout`, the database dropped).
+                // 08: the connection failed.
                 code.code().starts_with("08")
-                    || code.code().starts_with("57P")
+                    || session_ended(&e)
                     || [
                         SqlState::TOO_MANY_CONNECTIONS,
                         SqlState::READ_ONLY_SQL_TRANSACTION,
@@ -214,6 +210,12 @@ impl From<postgres::Error> for Error {
             Error::Internal(detail)
         }
     }
+}
+
+/// The server ended the session (SQLSTATE class 57P, "operator intervention": shutting
+/// down, terminated, `idle_session_timeout`, the database dropped).
+pub fn session_ended(e: &postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code().starts_with("57P"))
 }
 
 #[cfg(feature = "sqlite")]

@@ -147,8 +147,7 @@ impl Jwks {
         }
         let fetched = fetch(&self.url).and_then(|body| parse_set(&body));
         *last = Some((Instant::now(), fetched.is_err()));
-        let failed = fetched.as_ref().err().cloned();
-        match fetched {
+        let failed = match fetched {
             Ok(keys) => {
                 log::info!(
                     "fetched {} key(s) from the JWKS at {}",
@@ -156,9 +155,13 @@ impl Jwks {
                     self.shown
                 );
                 *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+                None
             }
-            Err(e) => log::warn!("cannot fetch the JWKS at {}: {e}", self.shown),
-        }
+            Err(e) => {
+                log::warn!("cannot fetch the JWKS at {}: {e}", self.shown);
+                Some(e)
+            }
+        };
         drop(last);
         self.current(kid).ok_or_else(|| match failed {
             Some(e) => {

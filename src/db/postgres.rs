@@ -20,7 +20,7 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::{columns, order_clause, status_clause, Store, Task, COLUMNS};
 use crate::auth::User;
-use crate::error::{Error, Result};
+use crate::error::{session_ended, Error, Result};
 use crate::tasks::{ListQuery, NewTask, TaskPatch};
 use crate::time::Micros;
 
@@ -485,11 +485,10 @@ impl PgStore {
             // comes here, and none should wait for another's attempt (the advisory lock in
             // `create_schema` orders the attempts that reach the database).
             let home = self.home();
-            let ended = |e: &postgres::Error| e.code().is_some_and(|c| c.code().starts_with("57P"));
             let mut applied = conn.watched(|c| create_schema(c, home.as_deref()));
             if applied
                 .as_ref()
-                .is_err_and(|e| conn.client.is_closed() || ended(e))
+                .is_err_and(|e| conn.client.is_closed() || session_ended(e))
             {
                 // A pooled connection the database ended meanwhile, and likely the others
                 // too: once more, on a connection tested first (`checkout`).
@@ -550,14 +549,11 @@ impl PgStore {
         f: impl Fn(&mut PgConn) -> Result<T, postgres::Error>,
     ) -> Result<T> {
         let mut conn = checkout()?;
-        match f(&mut conn) {
+        match self.run(&mut conn, &f) {
             Err(e) if conn.client.is_closed() || self.tables_missing(&e) => {
-                if conn.client.is_closed() {
-                    self.mark_suspect();
-                }
                 log::debug!("retrying a read on a fresh connection after: {e}");
                 drop(conn);
-                let again = f(&mut *checkout()?);
+                let again = self.run(&mut *checkout()?, &f);
                 self.schema_fixed(&e, &again);
                 Ok(again?)
             }
@@ -574,32 +570,33 @@ impl PgStore {
     /// the commit and the answer), so the write is not run again: that is a 503.
     fn write<T>(&self, f: impl Fn(&mut PgConn) -> Result<T, postgres::Error>) -> Result<T> {
         let mut conn = self.conn()?;
-        match f(&mut conn) {
+        match self.run(&mut conn, &f) {
             Err(e)
                 if conn.client.is_closed() && is(&e, &SqlState::IDLE_SESSION_TIMEOUT)
                     || self.tables_missing(&e) =>
             {
-                if conn.client.is_closed() {
-                    self.mark_suspect();
-                }
                 log::debug!("running a write again on a fresh connection after: {e}");
                 drop(conn);
-                let mut conn = self.conn()?;
-                let again = f(&mut conn);
-                if again.is_err() && conn.client.is_closed() {
-                    self.mark_suspect();
-                }
+                let again = self.run(&mut *self.conn()?, &f);
                 self.schema_fixed(&e, &again);
                 Ok(again?)
             }
-            Err(e) => {
-                if conn.client.is_closed() {
-                    self.mark_suspect();
-                }
-                Err(e.into())
-            }
-            Ok(value) => Ok(value),
+            other => Ok(other?),
         }
+    }
+
+    /// Runs `f` on `conn`; a failure that closed the connection opens the suspect window
+    /// (`checkout` tests the other pooled connections for a while).
+    fn run<T, E>(
+        &self,
+        conn: &mut PgConn,
+        f: impl FnOnce(&mut PgConn) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let result = f(conn);
+        if result.is_err() && conn.client.is_closed() {
+            self.mark_suspect();
+        }
+        result
     }
 
     /// True for a statement that failed because a table does not exist (42P01): the
@@ -646,12 +643,7 @@ impl PgStore {
     /// Runs `f` once, never retried: a streamed read (rows already handed on would be
     /// handed on again), or a write's second try.
     fn once<T, E: Into<Error>>(&self, f: impl FnOnce(&mut PgConn) -> Result<T, E>) -> Result<T> {
-        let mut conn = self.conn()?;
-        let result = f(&mut conn);
-        if result.is_err() && conn.client.is_closed() {
-            self.mark_suspect();
-        }
-        result.map_err(Into::into)
+        self.run(&mut *self.conn()?, f).map_err(Into::into)
     }
 
     /// True while connections should be tested before use.
