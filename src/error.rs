@@ -32,7 +32,7 @@ pub enum Error {
     InvalidToken(String),
     /// 404: no such route, or no such task of the caller's.
     NotFound(&'static str),
-    /// 405 with the route's `Allow` list.
+    /// 405 with the route's `Allow` list (and `OPTIONS`).
     MethodNotAllowed(&'static str),
     /// 413: the body is over the limit.
     PayloadTooLarge,
@@ -144,7 +144,8 @@ impl Error {
             Error::InvalidToken(_) => {
                 reply.header("WWW-Authenticate", r#"Bearer error="invalid_token""#)
             }
-            Error::MethodNotAllowed(allow) => reply.header("Allow", *allow),
+            // Every path answers OPTIONS (API.md, CORS), so its `Allow` says so too.
+            Error::MethodNotAllowed(allow) => reply.header("Allow", format!("{allow}, OPTIONS")),
             // Every 503 passes: try again shortly.
             _ if self.status() == 503 => reply.header("Retry-After", "1"),
             _ => {}

@@ -45,7 +45,8 @@ pub struct Ctx {
 
 /// Routes one request to its handler.
 pub fn route(ctx: &Ctx, req: &Request) -> Result<Reply> {
-    let path = trimmed(req.path);
+    let path = decode_unreserved(req.path);
+    let path = trimmed(&path);
     let user = if path == "/api" || path.starts_with("/api/") {
         let user = ctx.auth.authenticate(req.authorization)?;
         ctx.users.ensure(ctx.store.as_ref(), &user)?;
@@ -100,7 +101,8 @@ fn resolve(path: &str) -> Option<(&'static str, &'static str, Option<String>)> {
         loop {
             match (parts.next(), segments.next()) {
                 (None, None) => return Some((pattern, allow, id.map(percent_decode_path))),
-                (Some("{task_id}"), Some(segment)) => id = Some(segment),
+                // `/api/tasks//` is no task's path (404), not one with an empty id (400).
+                (Some("{task_id}"), Some(segment)) if !segment.is_empty() => id = Some(segment),
                 (Some(part), Some(segment)) if part == segment => {}
                 _ => return None,
             }
@@ -213,6 +215,39 @@ impl Default for UserCache {
     }
 }
 
+/// A path with its percent-escapes of unreserved characters (letters, digits, `-._~`)
+/// decoded: RFC 3986 §6.2.2.2 makes `/api/%74asks` the same path as `/api/tasks`. Other
+/// escapes stay, so that `%2F` is never taken for a segment's end.
+fn decode_unreserved(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains('%') {
+        return path.into();
+    }
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let decoded = b
+            .get(i + 1..i + 3)
+            .filter(|_| b[i] == b'%')
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .filter(|c| c.is_ascii_alphanumeric() || b"-._~".contains(c));
+        match decoded {
+            Some(c) => {
+                out.push(c as char);
+                i += 3;
+            }
+            None => {
+                // Copies up to the next `%` (the path is a str: never inside a character).
+                let next = path[i + 1..].find('%').map_or(b.len(), |n| i + 1 + n);
+                out.push_str(&path[i..next]);
+                i = next;
+            }
+        }
+    }
+    out.into()
+}
+
 /// Percent-decodes a path segment (`%20` → space); `+` stays a plus.
 pub fn percent_decode_path(s: &str) -> String {
     decode(s, false)
@@ -265,6 +300,9 @@ mod tests {
             ("/api/tasks/{task_id}/complete", Some("a b"))
         );
         assert_eq!(resolve("/api/tasks/1/2"), None);
+        // An empty segment is no id: `/api/tasks//` (one `/` trimmed) and `//complete`.
+        assert_eq!(resolve("/api/tasks/"), None);
+        assert_eq!(resolve("/api/tasks//complete"), None);
         assert_eq!(resolve("/api"), None);
         assert_eq!(resolve("/nope"), None);
         // Only an origin-form path (from `/`) names a route.
@@ -277,6 +315,19 @@ mod tests {
     fn the_embedded_openapi_document_is_json() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded_before_routing_and_no_others() {
+        assert_eq!(decode_unreserved("/api/tasks"), "/api/tasks");
+        assert_eq!(decode_unreserved("/api/%74asks/%31"), "/api/tasks/1");
+        assert_eq!(decode_unreserved("/%68%65alth"), "/health");
+        assert_eq!(decode_unreserved("/a%2Db%2e%5F%7e"), "/a-b._~");
+        // Reserved or non-ASCII escapes, and broken ones, stay as they are.
+        assert_eq!(decode_unreserved("/api/tasks%2F1"), "/api/tasks%2F1");
+        assert_eq!(decode_unreserved("/x%20y%C3%A9"), "/x%20y%C3%A9");
+        assert_eq!(decode_unreserved("/é%zz%4"), "/é%zz%4");
+        assert_eq!(decode_unreserved("%"), "%");
     }
 
     #[test]

@@ -386,7 +386,7 @@ fn handle(
         read_body(&mut rq).map(|_| preflight(&shared.cors_origins, origin.as_deref()))
     } else {
         read_body(&mut rq).and_then(|body| {
-            let authorization = header(&rq, "Authorization").map(str::to_string);
+            let authorization = authorization(&rq);
             let req = Request {
                 method: &method,
                 path,
@@ -417,9 +417,12 @@ fn handle(
         }
         e.to_reply()
     });
+    // Whether an answer carries CORS headers depends on the request's `Origin`, so every
+    // answer says so, those without them too: a shared cache must not give an answer made
+    // for no origin (or another one) to the frontend, whose browser would then block it.
+    reply.header("Vary", "Origin");
     if let Some(origin) = origin.filter(|o| allowed(&shared.cors_origins, o)) {
         reply.header("Access-Control-Allow-Origin", origin);
-        reply.header("Vary", "Origin");
         // A preflight's answer is read by the browser alone, and its headers are fixed.
         let preflight =
             method == "OPTIONS" && header(&rq, "Access-Control-Request-Method").is_some();
@@ -621,6 +624,20 @@ fn preflight(cors_origins: &[String], origin: Option<&str>) -> Reply {
 
 fn allowed(cors_origins: &[String], origin: &str) -> bool {
     cors_origins.iter().any(|o| o == origin)
+}
+
+/// The `Authorization` header. It is not a list (RFC 9110 §11.6.2), so two of them are
+/// ambiguous (a proxy may have read the other one): their values are combined as a
+/// recipient may combine any repeated field (§5.3, "a, b"), which is no token at all (401),
+/// instead of the first one being taken.
+fn authorization(rq: &tiny_http::Request) -> Option<String> {
+    let mut values = rq
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str());
+    let first = values.next()?.to_string();
+    Some(values.fold(first, |all, value| all + ", " + value))
 }
 
 fn header<'a>(rq: &'a tiny_http::Request, name: &'static str) -> Option<&'a str> {

@@ -252,6 +252,38 @@ dbtest!(issuer_and_audience_are_enforced_when_configured, |app| {
     );
 });
 
+dbtest!(
+    two_authorization_headers_are_401_and_change_nothing,
+    |app| {
+        // RFC 9110 §11.6.2: not a list. A proxy in front may have read the other one, so
+        // neither user is served (the first one used to be).
+        let (alice, bob) = (app.user("alice"), app.user("bob"));
+        app.create(&bob, r#"{"title": "bob's"}"#);
+        let alice_header = format!("Bearer {}", alice.token.as_deref().unwrap());
+        let twice = [("Authorization", alice_header.as_str())];
+        let r = bob.send("GET", "/api/tasks", None, &twice);
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert_eq!(
+            r.header("WWW-Authenticate"),
+            Some(r#"Bearer error="invalid_token""#)
+        );
+        assert!(!r.text().contains("bob's"));
+        let r = bob.send("POST", "/api/tasks", Some(br#"{"title": "x"}"#), &twice);
+        assert_eq!(r.status, 401);
+        assert_eq!(bob.get("/api/tasks").json().as_array().unwrap().len(), 1);
+        assert_eq!(alice.get("/api/tasks").json(), json!([]));
+        // The same token twice is as ambiguous.
+        let bob_header = format!("Bearer {}", bob.token.as_deref().unwrap());
+        let r = bob.send(
+            "GET",
+            "/api/tasks",
+            None,
+            &[("Authorization", bob_header.as_str())],
+        );
+        assert_eq!(r.status, 401);
+    }
+);
+
 dbtest!(authentication_comes_before_routing, |app| {
     for (method, path) in [
         ("GET", "/api/nope"),
@@ -267,23 +299,32 @@ dbtest!(authentication_comes_before_routing, |app| {
     assert_eq!(alice.get("/api/nope").status, 404);
     let r = alice.send("DELETE", "/api/tasks", None, &[]);
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("Allow"), Some("GET, HEAD, POST"));
+    assert_eq!(r.header("Allow"), Some("GET, HEAD, POST, OPTIONS"));
     let r = alice.send("BREW", "/api/tasks/1", None, &[]);
     assert_eq!(r.status, 405, "unknown methods are 405, never 501");
-    assert_eq!(r.header("Allow"), Some("GET, HEAD, PUT, PATCH, DELETE"));
+    assert_eq!(
+        r.header("Allow"),
+        Some("GET, HEAD, PUT, PATCH, DELETE, OPTIONS")
+    );
     let r = alice.send("GET", "/api/tasks/1/complete", None, &[]);
-    assert_eq!((r.status, r.header("Allow")), (405, Some("PATCH")));
+    assert_eq!((r.status, r.header("Allow")), (405, Some("PATCH, OPTIONS")));
     // Methods are case-sensitive (RFC 9110 §9.1): `delete` is not DELETE, and changes nothing.
     let id = app.create(&alice, r#"{"title": "kept"}"#)["id"].clone();
     let path = format!("/api/tasks/{id}");
     for method in ["delete", "Delete", "patch"] {
         let r = alice.send(method, &path, None, &[]);
         assert_eq!(r.status, 405, "{method}: {}", r.text());
-        assert_eq!(r.header("Allow"), Some("GET, HEAD, PUT, PATCH, DELETE"));
+        assert_eq!(
+            r.header("Allow"),
+            Some("GET, HEAD, PUT, PATCH, DELETE, OPTIONS")
+        );
     }
     assert_eq!(alice.get(&path).status, 200);
     let r = app.anonymous().send("get", "/health", None, &[]);
-    assert_eq!((r.status, r.header("Allow")), (405, Some("GET, HEAD")));
+    assert_eq!(
+        (r.status, r.header("Allow")),
+        (405, Some("GET, HEAD, OPTIONS"))
+    );
     // Nor is `head` HEAD: its 405 has a body, which the client can read.
     let r = app.anonymous().send("head", "/health", None, &[]);
     assert_eq!(r.status, 405);

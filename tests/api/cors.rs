@@ -114,6 +114,14 @@ dbtest!(
         assert_eq!(other.status, 200);
         assert_eq!(other.header("Access-Control-Allow-Origin"), None);
         assert_eq!(other.header("Access-Control-Expose-Headers"), None);
+        // The answer depends on the origin even when it carries no CORS headers: a shared
+        // cache must not give it to the frontend's origin (API.md, CORS).
+        assert_eq!(other.header("Vary"), Some("Origin"));
+        assert_eq!(alice.get("/api/tasks").header("Vary"), Some("Origin"));
+        assert_eq!(
+            app.anonymous().get("/health").header("Vary"),
+            Some("Origin")
+        );
     }
 );
 

@@ -15,7 +15,10 @@ dbtest!(health_reports_the_database, |app| {
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), json!({"status": "ok", "database": "ok"}));
     let r = app.anonymous().send("POST", "/health", Some(b"{}"), &[]);
-    assert_eq!((r.status, r.header("Allow")), (405, Some("GET, HEAD")));
+    assert_eq!(
+        (r.status, r.header("Allow")),
+        (405, Some("GET, HEAD, OPTIONS"))
+    );
 });
 
 dbtest!(unknown_routes_are_json_404s, |app| {
@@ -29,6 +32,42 @@ dbtest!(unknown_routes_are_json_404s, |app| {
         assert_eq!(r.header("Content-Type"), Some("application/json"));
         assert!(!r.detail().is_empty());
     }
+});
+
+dbtest!(paths_match_after_unreserved_escapes_are_decoded, |app| {
+    let alice = app.user("alice");
+    let id = app.create(&alice, r#"{"title": "escaped"}"#)["id"].clone();
+    // RFC 3986 §6.2.2.2: `%74` is `t`, and every digit of the id may be escaped too.
+    let escaped_id: String = id
+        .to_string()
+        .bytes()
+        .map(|b| format!("%{b:02X}"))
+        .collect();
+    let r = alice.get(&format!("/api/%74asks/{escaped_id}"));
+    assert_eq!((r.status, r.json()["id"].clone()), (200, id.clone()));
+    assert_eq!(alice.get("/api/%74asks").status, 200);
+    let r = alice.send("PATCH", &format!("/api/tasks/{id}/%63omplete"), None, &[]);
+    assert_eq!(
+        (r.status, r.json()["completed"].clone()),
+        (200, json!(true))
+    );
+    assert_eq!(app.anonymous().get("/%68ealth").status, 200);
+    // A reserved escape is not path structure: `%2F` is no `/`.
+    assert_eq!(alice.get(&format!("/api/tasks%2F{id}")).status, 404);
+    // A path with an empty segment is no route (not a task with an empty id, 400).
+    for (method, path) in [
+        ("GET", "/api/tasks//".to_string()),
+        ("DELETE", "/api/tasks//".to_string()),
+        ("PATCH", "/api/tasks//complete".to_string()),
+        ("GET", format!("/api/tasks/{id}//")),
+    ] {
+        let r = alice.send(method, &path, None, &[]);
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.text());
+    }
+    assert_eq!(
+        alice.get(&format!("/api/tasks/{id}")).json()["completed"],
+        json!(true)
+    );
 });
 
 dbtest!(request_ids_are_echoed_or_made, |app| {
