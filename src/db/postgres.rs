@@ -44,6 +44,11 @@ const SUSPECT_WINDOW: Duration = Duration::from_secs(10);
 const STATEMENT_DEADLINE: Duration = Duration::from_secs(5);
 /// How often the watchdog looks for statements past the deadline.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a cancelled statement may stay unanswered before its connection is shut down.
+/// PostgreSQL answers a cancel in milliseconds; one that does not (the server frozen, a
+/// pooler paused, a network path that went silent while still acknowledging) would hold
+/// the request, and the connection's later users, for as long as that lasts.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
 type Pool = r2d2::Pool<Manager>;
 type Conn = r2d2::PooledConnection<Manager>;
@@ -74,6 +79,24 @@ impl PgConn {
     fn watched<T>(&mut self, f: impl FnOnce(&mut Client) -> T) -> T {
         let _watching = self.watch.clone().begin();
         f(&mut self.client)
+    }
+
+    /// Whether the database answers a trivial statement on this connection within
+    /// `PING_TIMEOUT`. A connection that did not answer is shut down: its statement is still
+    /// pending, and the driver would wait for that answer before closing it (the thread
+    /// that drops it would wait as long as the database stays silent).
+    fn ping(&mut self) -> Result<(), postgres::Error> {
+        let answered = self.client.is_valid(PING_TIMEOUT);
+        if answered.is_err() && !self.client.is_closed() {
+            self.watch.shut_down("did not answer a ping");
+        }
+        answered
+    }
+
+    /// Whether the statement watchdog shut this connection down (a cancelled statement
+    /// that stayed unanswered): its failure took the whole deadline already.
+    fn shut_down_by_watchdog(&self) -> bool {
+        self.watch.shut.load(Ordering::Acquire)
     }
 
     /// Runs a statement in one round trip: a statement prepared once per connection while
@@ -253,6 +276,11 @@ struct Watch {
     marks: Marks,
     epoch: Instant,
     token: CancelToken,
+    /// When (`now`) the watchdog cancelled the statement still under way; 0 when it did
+    /// not, or once that statement has ended.
+    cancelled_at: AtomicU64,
+    /// Set once the connection's socket was shut down.
+    shut: AtomicBool,
 }
 
 impl Watch {
@@ -271,6 +299,35 @@ impl Watch {
     fn now(&self) -> u64 {
         (self.epoch.elapsed().as_millis() as u64 + 1).min(DOOMED - 1)
     }
+
+    /// Shuts the connection's socket down, so that what waits on it fails at once (503), and
+    /// marks the connection for the pool to drop.
+    fn shut_down(&self, why: &str) {
+        log::warn!("a connection to the database {why}: closing it");
+        self.marks.doom();
+        self.shut.store(true, Ordering::Release);
+        if let Err(e) = self.token.shutdown_socket() {
+            log::warn!("cannot shut down a connection to the database: {e}");
+        }
+    }
+
+    /// Shuts the connection down if the statement cancelled at `cancelled_at` is still
+    /// unanswered `CANCEL_GRACE` later.
+    fn shut_down_if_unanswered(&self, now: u64) {
+        let cancelled_at = self.cancelled_at.load(Ordering::Acquire);
+        if cancelled_at != 0
+            && now.saturating_sub(cancelled_at) > CANCEL_GRACE.as_millis() as u64
+            && self
+                .cancelled_at
+                .compare_exchange(cancelled_at, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.shut_down(&format!(
+                "did not answer a cancelled statement within {} s",
+                CANCEL_GRACE.as_secs()
+            ));
+        }
+    }
 }
 
 /// A statement under way on a connection, from `Watch::begin` until dropped.
@@ -279,6 +336,8 @@ struct Watching(Arc<Watch>, u64);
 impl Drop for Watching {
     fn drop(&mut self) {
         self.0.marks.end(self.1);
+        // A connection runs one statement at a time: a cancelled one has ended too.
+        self.0.cancelled_at.store(0, Ordering::Release);
     }
 }
 
@@ -332,6 +391,11 @@ impl Marks {
     fn idle(&self) -> bool {
         self.0.load(Ordering::Acquire) == 0
     }
+
+    /// Marks the connection for the pool to drop, as a cancel does.
+    fn doom(&self) {
+        self.0.fetch_or(DOOMED, Ordering::AcqRel);
+    }
 }
 
 /// Cancels statements that run past `STATEMENT_DEADLINE`, which the sync driver cannot
@@ -374,12 +438,15 @@ impl Watchdog {
             marks: Marks(AtomicU64::new(0)),
             epoch: self.epoch,
             token,
+            cancelled_at: AtomicU64::new(0),
+            shut: AtomicBool::new(false),
         });
         self.lock().push(Arc::downgrade(&watch));
         watch
     }
 
-    /// Cancels every statement past the deadline.
+    /// Cancels every statement past the deadline, and shuts down the connections of those
+    /// cancelled that are still unanswered `CANCEL_GRACE` later.
     fn look(&self) {
         let deadline = STATEMENT_DEADLINE.as_millis() as u64;
         let mut watches = self.lock();
@@ -387,8 +454,12 @@ impl Watchdog {
             let Some(watch) = weak.upgrade() else {
                 return false;
             };
-            if watch.marks.claim(watch.now(), deadline) {
+            let now = watch.now();
+            if watch.marks.claim(now, deadline) {
+                watch.cancelled_at.store(now, Ordering::Release);
                 self.cancel(&watch);
+            } else {
+                watch.shut_down_if_unanswered(now);
             }
             true
         });
@@ -524,13 +595,24 @@ impl PgStore {
     /// are likely dead too (the database restarted): each one is tested on checkout until
     /// the window closes, so that a write is never sent on a connection that is already
     /// gone. r2d2 drops a connection that failed the test when it comes back (`has_broken`).
+    ///
+    /// A test that gets no answer within `PING_TIMEOUT` (the database hangs rather than
+    /// refuses) ends the checkout with a 503 instead of trying the next connection.
     fn checkout(&self) -> Result<Conn> {
         let mut conn = self.pool.get()?;
         let mut tries = self.pool.max_size();
-        while self.suspect() && tries > 0 && conn.watched(|c| c.simple_query("")).is_err() {
-            drop(conn);
-            conn = self.pool.get()?;
-            tries -= 1;
+        while self.suspect() && tries > 0 {
+            match conn.ping() {
+                Ok(()) => break,
+                Err(e) if !conn.client.is_closed() || conn.shut_down_by_watchdog() => {
+                    return Err(e.into())
+                }
+                Err(_) => {
+                    drop(conn);
+                    conn = self.pool.get()?;
+                    tries -= 1;
+                }
+            }
         }
         Ok(conn)
     }
@@ -550,7 +632,12 @@ impl PgStore {
     ) -> Result<T> {
         let mut conn = checkout()?;
         match self.run(&mut conn, &f) {
-            Err(e) if conn.client.is_closed() || self.tables_missing(&e) => {
+            // Not after the watchdog shut the connection down: the statement has had its
+            // deadline, and the database is not answering.
+            Err(e)
+                if conn.client.is_closed() && !conn.shut_down_by_watchdog()
+                    || self.tables_missing(&e) =>
+            {
                 log::debug!("retrying a read on a fresh connection after: {e}");
                 drop(conn);
                 let again = self.run(&mut *checkout()?, &f);
@@ -667,7 +754,7 @@ impl Store for PgStore {
         // Bounded (2 s for a connection, 2 s for the answer), so that /health answers even
         // when the database hangs without closing its connections: a plain checkout, with
         // none of `conn`'s statements (the schema is the requests' business).
-        self.retried(|| Ok(self.pool.get()?), |c| c.client.is_valid(PING_TIMEOUT))
+        self.retried(|| Ok(self.pool.get()?), PgConn::ping)
     }
 
     fn upsert_user(&self, user: &User) -> Result<()> {

@@ -12,6 +12,14 @@ impl CancelToken {
         CancelToken(inner)
     }
 
+    /// todo-api patch: shuts the connection's socket down in both directions, so that a
+    /// statement waiting on it fails at once with the connection closed (see
+    /// vendor/tokio-postgres, `CancelToken::shutdown_socket`).
+    #[cfg(unix)]
+    pub fn shutdown_socket(&self) -> std::io::Result<()> {
+        self.0.shutdown_socket()
+    }
+
     /// Attempts to cancel the in-progress query on the connection associated
     /// with this `CancelToken`.
     ///

@@ -18,6 +18,25 @@ pub struct CancelToken {
 }
 
 impl CancelToken {
+    /// todo-api patch: shuts the connection's socket down in both directions, so that
+    /// whatever waits on the connection (a statement whose answer does not come, from a
+    /// database or pooler that keeps the connection open but does not answer, where a cancel
+    /// request does not help either) fails at once with the connection closed.
+    #[cfg(all(feature = "runtime", unix))]
+    pub fn shutdown_socket(&self) -> std::io::Result<()> {
+        let socket = self
+            .socket_config
+            .as_ref()
+            .and_then(|c| c.socket.as_ref())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the connection's socket is not known",
+                )
+            })?;
+        socket2::SockRef::from(&**socket).shutdown(std::net::Shutdown::Both)
+    }
+
     /// Attempts to cancel the in-progress query on the connection associated
     /// with this `CancelToken`.
     ///

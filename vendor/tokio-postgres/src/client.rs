@@ -164,6 +164,11 @@ pub(crate) struct SocketConfig {
     pub connect_timeout: Option<Duration>,
     pub tcp_user_timeout: Option<Duration>,
     pub keepalive: Option<KeepaliveConfig>,
+    /// todo-api patch: a duplicate of the connection's socket, for
+    /// `CancelToken::shutdown_socket`. A duplicate, so that it names this socket for as long
+    /// as a token is kept, never another one opened after this connection closed.
+    #[cfg(unix)]
+    pub socket: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 #[cfg(feature = "runtime")]

@@ -160,6 +160,9 @@ where
         .make_tls_connect(hostname.unwrap_or(""))
         .map_err(|e| Error::tls(e.into()))?;
     let has_hostname = hostname.is_some();
+    // todo-api patch: kept for `CancelToken::shutdown_socket`.
+    #[cfg(unix)]
+    let duplicate = socket.duplicate().ok().map(std::sync::Arc::new);
     let (mut client, mut connection) = connect_raw(socket, tls, has_hostname, config).await?;
 
     if config.target_session_attrs != TargetSessionAttrs::Any {
@@ -223,6 +226,8 @@ where
         } else {
             None
         },
+        #[cfg(unix)]
+        socket: duplicate,
     });
 
     Ok((client, connection))

@@ -28,6 +28,16 @@ impl Socket {
     pub(crate) fn new_unix(stream: UnixStream) -> Socket {
         Socket(Inner::Unix(stream))
     }
+
+    /// todo-api patch: a second descriptor of the same socket (`dup`).
+    #[cfg(unix)]
+    pub(crate) fn duplicate(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        match &self.0 {
+            Inner::Tcp(s) => s.as_fd().try_clone_to_owned(),
+            Inner::Unix(s) => s.as_fd().try_clone_to_owned(),
+        }
+    }
 }
 
 impl AsyncRead for Socket {
