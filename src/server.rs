@@ -538,7 +538,7 @@ impl Answer {
         log::info!(
             "{} {} {status} {}.{}ms id={request_id}{}",
             loggable(&method),
-            loggable(path),
+            loggable_path(path),
             tenths / 10,
             tenths % 10,
             Undelivered(delivered.err())
@@ -581,6 +581,31 @@ fn origin_form(target: &str) -> &str {
 
 /// `text` for a log line: control characters (an escape sequence a client put in its request
 /// line would otherwise reach the operator's terminal) are written as `\u{1b}`.
+/// A path for the access log, as `loggable`, with every segment that holds a JWT (`eyJ`,
+/// the start of any JSON object in base64url, then a `.`) replaced: a client that put its
+/// token into the URL (`/api/tasks/eyJhbGciOi...`, a 400) must not get it into the log.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let holds_token = |segment: &str| {
+        segment
+            .find("eyJ")
+            .is_some_and(|start| segment[start..].contains('.'))
+    };
+    if !path.split('/').any(holds_token) {
+        return loggable(path);
+    }
+    let redacted: Vec<&str> = path
+        .split('/')
+        .map(|segment| {
+            if holds_token(segment) {
+                "[token?]"
+            } else {
+                segment
+            }
+        })
+        .collect();
+    loggable(&redacted.join("/")).into_owned().into()
+}
+
 fn loggable(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return text.into();
@@ -733,6 +758,22 @@ mod tests {
             loggable("/x\u{1b}[31mred\u{7}\u{9b}"),
             "/x\\u{1b}[31mred\\u{7}\\u{9b}"
         );
+    }
+
+    #[test]
+    fn tokens_in_a_path_are_kept_out_of_the_log() {
+        assert_eq!(loggable_path("/api/tasks/12"), "/api/tasks/12");
+        assert_eq!(
+            loggable_path("/api/tasks/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln/complete"),
+            "/api/tasks/[token?]/complete"
+        );
+        assert_eq!(
+            loggable_path("/api/Bearer%20eyJhbGciOiJIUzI1NiJ9.e30.x"),
+            "/api/[token?]"
+        );
+        // Not a token: no `.` after it.
+        assert_eq!(loggable_path("/api/eyJ"), "/api/eyJ");
+        assert_eq!(loggable_path("/x/eyJ.\u{1b}"), "/x/[token?]");
     }
 
     #[test]

@@ -545,8 +545,13 @@ fn the_debug_log_holds_no_statement_parameters() {
     let r = client.put(&format!("/api/tasks/{id}"), r#"{"title": "renamed 5d6e"}"#);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(client.get("/api/tasks").status, 200);
+    // A client that put its token into the URL: 400, and the token is not logged with it.
+    let token = client.token.clone().unwrap();
+    assert_eq!(client.get(&format!("/api/tasks/{token}")).status, 400);
     std::thread::sleep(Duration::from_millis(300));
     let log = p.logged().join("\n");
+    assert!(log.contains("GET /api/tasks/[token?] 400"), "{log}");
+    assert!(!log.contains(&token), "the token in the log:\n{log}");
     assert!(
         log.contains("executing statement"),
         "not at debug level?\n{log}"
