@@ -217,35 +217,42 @@ impl Default for UserCache {
 
 /// A path with its percent-escapes of unreserved characters (letters, digits, `-._~`)
 /// decoded: RFC 3986 §6.2.2.2 makes `/api/%74asks` the same path as `/api/tasks`. Other
-/// escapes stay, so that `%2F` is never taken for a segment's end.
+/// escapes stay, so that `%2F` is never taken for a segment's end. A path with a `%` that
+/// starts no escape is left as it is: decoding around it could make a new escape of it
+/// (`%%33%31` would become `%31`), which the task id's own decoding would read again.
 fn decode_unreserved(path: &str) -> std::borrow::Cow<'_, str> {
-    if !path.contains('%') {
-        return path.into();
-    }
     let b = path.as_bytes();
-    let mut out = String::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let decoded = b
-            .get(i + 1..i + 3)
-            .filter(|_| b[i] == b'%')
+    let escape_at = |i: usize| {
+        b.get(i + 1..i + 3)
             .and_then(|h| std::str::from_utf8(h).ok())
             .and_then(|h| u8::from_str_radix(h, 16).ok())
-            .filter(|c| c.is_ascii_alphanumeric() || b"-._~".contains(c));
-        match decoded {
+    };
+    let percents = || b.iter().enumerate().filter(|(_, &c)| c == b'%');
+    if !percents().any(|(i, _)| escape_at(i).is_some_and(is_unreserved))
+        || percents().any(|(i, _)| escape_at(i).is_none())
+    {
+        return path.into();
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match escape_at(i).filter(|&c| b[i] == b'%' && is_unreserved(c)) {
             Some(c) => {
-                out.push(c as char);
+                out.push(c);
                 i += 3;
             }
             None => {
-                // Copies up to the next `%` (the path is a str: never inside a character).
-                let next = path[i + 1..].find('%').map_or(b.len(), |n| i + 1 + n);
-                out.push_str(&path[i..next]);
-                i = next;
+                out.push(b[i]);
+                i += 1;
             }
         }
     }
-    out.into()
+    // Only ASCII bytes were put in place of ASCII escapes: still UTF-8.
+    String::from_utf8(out).map_or(path.into(), Into::into)
+}
+
+fn is_unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"-._~".contains(&c)
 }
 
 /// Percent-decodes a path segment (`%20` → space); `+` stays a plus.
@@ -328,6 +335,15 @@ mod tests {
         assert_eq!(decode_unreserved("/x%20y%C3%A9"), "/x%20y%C3%A9");
         assert_eq!(decode_unreserved("/é%zz%4"), "/é%zz%4");
         assert_eq!(decode_unreserved("%"), "%");
+        // Characters of any length next to escapes.
+        assert_eq!(decode_unreserved("/%41é"), "/Aé");
+        assert_eq!(decode_unreserved("é%41/ü%2F%7E"), "éA/ü%2F~");
+        // A stray `%` leaves the path as it is, so that no new escape is made of it.
+        assert_eq!(
+            decode_unreserved("/api/tasks/%%33%31"),
+            "/api/tasks/%%33%31"
+        );
+        assert_eq!(decode_unreserved("/%74asks/%"), "/%74asks/%");
     }
 
     #[test]

@@ -579,8 +579,6 @@ fn origin_form(target: &str) -> &str {
     }
 }
 
-/// `text` for a log line: control characters (an escape sequence a client put in its request
-/// line would otherwise reach the operator's terminal) are written as `\u{1b}`.
 /// A path for the access log, as `loggable`, with every segment that holds a JWT (`eyJ`,
 /// the start of any JSON object in base64url, then a `.`) replaced: a client that put its
 /// token into the URL (`/api/tasks/eyJhbGciOi...`, a 400) must not get it into the log.
@@ -606,6 +604,8 @@ fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     loggable(&redacted.join("/")).into_owned().into()
 }
 
+/// `text` for a log line: control characters (an escape sequence a client put in its request
+/// line would otherwise reach the operator's terminal) are written as `\u{1b}`.
 fn loggable(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return text.into();

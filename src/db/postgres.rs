@@ -44,11 +44,18 @@ const SUSPECT_WINDOW: Duration = Duration::from_secs(10);
 const STATEMENT_DEADLINE: Duration = Duration::from_secs(5);
 /// How often the watchdog looks for statements past the deadline.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
-/// How long a cancelled statement may stay unanswered before its connection is shut down.
-/// PostgreSQL answers a cancel in milliseconds; one that does not (the server frozen, a
-/// pooler paused, a network path that went silent while still acknowledging) would hold
-/// the request, and the connection's later users, for as long as that lasts.
+/// How long a cancelled statement may stay unanswered, once the cancel request was
+/// delivered, before its connection is shut down. PostgreSQL answers a cancel in
+/// milliseconds; one that does not (the server frozen, a pooler paused, a network path that
+/// went silent while still acknowledging) would hold the request, and the connection's
+/// later users, for as long as that lasts.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
+/// The longest a cancel request may take to be delivered before the connection is shut
+/// down all the same (counted from the cancel's start; a frozen server takes the request's
+/// connection but never closes it, which the cancel waits for up to `connect_timeout`).
+/// Shut down earlier, a cancel still on its way could be dropped by a pooler that sees the
+/// client gone, and the statement run after all.
+const CANCEL_LIMIT: Duration = Duration::from_secs(2);
 
 type Pool = r2d2::Pool<Manager>;
 type Conn = r2d2::PooledConnection<Manager>;
@@ -276,9 +283,15 @@ struct Watch {
     marks: Marks,
     epoch: Instant,
     token: CancelToken,
-    /// When (`now`) the watchdog cancelled the statement still under way; 0 when it did
-    /// not, or once that statement has ended.
+    /// Statements begun on the connection so far, and of those, how many have ended
+    /// (one at a time: the ones begun before the last have all ended).
+    begun: AtomicU64,
+    ended: AtomicU64,
+    /// The statement the watchdog cancelled (its number in `begun`; 0 for none), when
+    /// (`now`) it did, and when the cancel request was delivered (0 until then).
+    cancelled: AtomicU64,
     cancelled_at: AtomicU64,
+    cancel_delivered_at: AtomicU64,
     /// Set once the connection's socket was shut down.
     shut: AtomicBool,
 }
@@ -286,8 +299,9 @@ struct Watch {
 impl Watch {
     /// Marks a statement under way until the guard returned is dropped (by a panic too).
     fn begin(self: Arc<Watch>) -> Watching {
+        let number = self.begun.fetch_add(1, Ordering::AcqRel) + 1;
         let started = self.marks.begin(self.now());
-        Watching(self, started)
+        Watching(self, started, number)
     }
 
     /// Whether no statement is marked and no cancel was ever sent.
@@ -311,33 +325,63 @@ impl Watch {
         }
     }
 
-    /// Shuts the connection down if the statement cancelled at `cancelled_at` is still
-    /// unanswered `CANCEL_GRACE` later.
+    /// Records that the watchdog cancelled statement `number` at `now`.
+    fn cancelled(&self, number: u64, now: u64) {
+        self.cancel_delivered_at.store(0, Ordering::Release);
+        self.cancelled_at.store(now, Ordering::Release);
+        self.cancelled.store(number, Ordering::Release);
+    }
+
+    /// Shuts the connection down if the statement it cancelled is still under way
+    /// `CANCEL_GRACE` after the cancel request was delivered (or failed), or
+    /// `CANCEL_LIMIT` after it was begun while it is still on its way.
     fn shut_down_if_unanswered(&self, now: u64) {
-        let cancelled_at = self.cancelled_at.load(Ordering::Acquire);
-        if cancelled_at != 0
-            && now.saturating_sub(cancelled_at) > CANCEL_GRACE.as_millis() as u64
+        let number = self.cancelled.load(Ordering::Acquire);
+        if number == 0 {
+            return;
+        }
+        if self.ended.load(Ordering::Acquire) >= number {
+            // Answered: the cancel worked, or the statement finished first.
+            let _ = self
+                .cancelled
+                .compare_exchange(number, 0, Ordering::AcqRel, Ordering::Acquire);
+            return;
+        }
+        let overdue = cancel_overdue(
+            now,
+            self.cancelled_at.load(Ordering::Acquire),
+            self.cancel_delivered_at.load(Ordering::Acquire),
+        );
+        if overdue
             && self
-                .cancelled_at
-                .compare_exchange(cancelled_at, 0, Ordering::AcqRel, Ordering::Acquire)
+                .cancelled
+                .compare_exchange(number, 0, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            self.shut_down(&format!(
-                "did not answer a cancelled statement within {} s",
-                CANCEL_GRACE.as_secs()
-            ));
+            self.shut_down("did not answer a cancelled statement");
         }
     }
 }
 
-/// A statement under way on a connection, from `Watch::begin` until dropped.
-struct Watching(Arc<Watch>, u64);
+/// Whether a statement cancelled at `cancelled_at` and still under way at `now` has had
+/// its time: `CANCEL_GRACE` after its cancel was delivered (`delivered_at`, 0 while on its
+/// way), or `CANCEL_LIMIT` after it was sent while it is still on its way. Milliseconds.
+fn cancel_overdue(now: u64, cancelled_at: u64, delivered_at: u64) -> bool {
+    let since = |at: u64| now.saturating_sub(at);
+    match delivered_at {
+        0 => since(cancelled_at) > CANCEL_LIMIT.as_millis() as u64,
+        delivered => since(delivered) > CANCEL_GRACE.as_millis() as u64,
+    }
+}
+
+/// A statement under way on a connection, from `Watch::begin` until dropped: its start
+/// (for `Marks`) and its number (for `Watch::ended`).
+struct Watching(Arc<Watch>, u64, u64);
 
 impl Drop for Watching {
     fn drop(&mut self) {
         self.0.marks.end(self.1);
-        // A connection runs one statement at a time: a cancelled one has ended too.
-        self.0.cancelled_at.store(0, Ordering::Release);
+        self.0.ended.fetch_max(self.2, Ordering::AcqRel);
     }
 }
 
@@ -438,7 +482,11 @@ impl Watchdog {
             marks: Marks(AtomicU64::new(0)),
             epoch: self.epoch,
             token,
+            begun: AtomicU64::new(0),
+            ended: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
             cancelled_at: AtomicU64::new(0),
+            cancel_delivered_at: AtomicU64::new(0),
             shut: AtomicBool::new(false),
         });
         self.lock().push(Arc::downgrade(&watch));
@@ -455,8 +503,12 @@ impl Watchdog {
                 return false;
             };
             let now = watch.now();
+            // Read before the claim: the statement claimed is this one or, if it ended
+            // meanwhile, a later one, which then goes without the shutdown (never the other
+            // way round).
+            let number = watch.begun.load(Ordering::Acquire);
             if watch.marks.claim(now, deadline) {
-                watch.cancelled_at.store(now, Ordering::Release);
+                watch.cancelled(number, now);
                 self.cancel(&watch);
             } else {
                 watch.shut_down_if_unanswered(now);
@@ -467,18 +519,23 @@ impl Watchdog {
 
     /// Sends the cancel request from a thread of its own: it opens a connection, which to a
     /// database in trouble may take up to twice `connect_timeout`.
-    fn cancel(&self, watch: &Watch) {
+    /// Once the request is delivered (the server closed its connection) or failed, the
+    /// watch is told, and `CANCEL_GRACE` runs from then.
+    fn cancel(&self, watch: &Arc<Watch>) {
         log::warn!(
             "a statement has waited {} s for the database: cancelling it",
             STATEMENT_DEADLINE.as_secs()
         );
-        let token = watch.token.clone();
+        let watch = watch.clone();
         let tls = self.tls.clone();
         let cancel = move || {
             let sent = match tls {
-                Some(tls) => token.cancel_query(tls),
-                None => token.cancel_query(NoTls),
+                Some(tls) => watch.token.cancel_query(tls),
+                None => watch.token.cancel_query(NoTls),
             };
+            watch
+                .cancel_delivered_at
+                .store(watch.now(), Ordering::Release);
             if let Err(e) = sent {
                 log::warn!("cancelling a statement failed: {e}");
             }
@@ -557,10 +614,10 @@ impl PgStore {
             // `create_schema` orders the attempts that reach the database).
             let home = self.home();
             let mut applied = conn.watched(|c| create_schema(c, home.as_deref()));
-            if applied
-                .as_ref()
-                .is_err_and(|e| conn.client.is_closed() || session_ended(e))
-            {
+            // Not after the watchdog shut the connection down: the database does not answer.
+            if applied.as_ref().is_err_and(|e| {
+                (conn.client.is_closed() || session_ended(e)) && !conn.shut_down_by_watchdog()
+            }) {
                 // A pooled connection the database ended meanwhile, and likely the others
                 // too: once more, on a connection tested first (`checkout`).
                 self.mark_suspect();
@@ -1087,6 +1144,20 @@ mod tests {
         );
         assert!(Micros::from_sql(&Type::TIMESTAMPTZ, &[0; 4]).is_err());
         assert!(Micros::accepts(&Type::TIMESTAMPTZ) && !Micros::accepts(&Type::TIMESTAMP));
+    }
+
+    #[test]
+    fn a_cancelled_statement_is_cut_off_a_grace_after_its_cancel_arrived_or_a_limit_after_it_was_sent(
+    ) {
+        // Sent at 10 s, delivered at 10.05 s: cut off after 11.05 s.
+        assert!(!cancel_overdue(11_050, 10_000, 10_050));
+        assert!(cancel_overdue(11_051, 10_000, 10_050));
+        // Delivered late (at 11.9 s): its grace runs from then, past the limit.
+        assert!(!cancel_overdue(12_500, 10_000, 11_900));
+        assert!(cancel_overdue(12_901, 10_000, 11_900));
+        // Never delivered (a frozen server holds the cancel's connection): cut off at 12 s.
+        assert!(!cancel_overdue(12_000, 10_000, 0));
+        assert!(cancel_overdue(12_001, 10_000, 0));
     }
 
     #[test]
