@@ -221,34 +221,36 @@ impl Default for UserCache {
 /// starts no escape is left as it is: decoding around it could make a new escape of it
 /// (`%%33%31` would become `%31`), which the task id's own decoding would read again.
 fn decode_unreserved(path: &str) -> std::borrow::Cow<'_, str> {
-    let b = path.as_bytes();
-    let escape_at = |i: usize| {
-        b.get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok())
-    };
-    let percents = || b.iter().enumerate().filter(|(_, &c)| c == b'%');
-    if !percents().any(|(i, _)| escape_at(i).is_some_and(is_unreserved))
-        || percents().any(|(i, _)| escape_at(i).is_none())
-    {
+    if !path.contains('%') {
         return path.into();
     }
+    let b = path.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        match escape_at(i).filter(|&c| b[i] == b'%' && is_unreserved(c)) {
-            Some(c) => {
-                out.push(c);
-                i += 3;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
+        if b[i] == b'%' {
+            match escaped_byte(b, i) {
+                None => return path.into(),
+                Some(c) if is_unreserved(c) => {
+                    out.push(c);
+                    i += 3;
+                    continue;
+                }
+                Some(_) => {}
             }
         }
+        out.push(b[i]);
+        i += 1;
     }
     // Only ASCII bytes were put in place of ASCII escapes: still UTF-8.
     String::from_utf8(out).map_or(path.into(), Into::into)
+}
+
+/// The byte that the escape at `b[i]` (a `%`) stands for, if two hex digits follow it.
+fn escaped_byte(b: &[u8], i: usize) -> Option<u8> {
+    b.get(i + 1..i + 3)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|h| u8::from_str_radix(h, 16).ok())
 }
 
 fn is_unreserved(c: u8) -> bool {
@@ -273,11 +275,7 @@ fn decode(s: &str, plus_is_space: bool) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
+        match (b[i], escaped_byte(b, i)) {
             (b'%', Some(v)) => {
                 out.push(v);
                 i += 3;
