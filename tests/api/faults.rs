@@ -734,6 +734,57 @@ fn body_framing_that_is_ambiguous_or_broken_is_400() {
                 post_head("")
             ),
         ),
+        // Chunk-size lines off RFC 9112 §7.1's grammar (each was taken as a size before).
+        (
+            "a chunk size with a sign",
+            format!(
+                "{}Transfer-Encoding: chunked\r\n\r\n+{:x}\r\n{body}\r\n0\r\n\r\n",
+                post_head(""),
+                body.len()
+            ),
+        ),
+        (
+            "a chunk size between spaces",
+            format!(
+                "{}Transfer-Encoding: chunked\r\n\r\n {:x} \r\n{body}\r\n0\r\n\r\n",
+                post_head(""),
+                body.len()
+            ),
+        ),
+        (
+            // A parser that ends the line at the bare line feed reads other chunks.
+            "a bare line feed in a chunk extension",
+            format!(
+                "{}Transfer-Encoding: chunked\r\n\r\n{:x};a\nb\r\n{body}\r\n0\r\n\r\n",
+                post_head(""),
+                body.len()
+            ),
+        ),
+        (
+            "a chunk-size line of 5,000 bytes",
+            format!(
+                "{}Transfer-Encoding: chunked\r\n\r\n{}{:x}\r\n{body}\r\n0\r\n\r\n",
+                post_head(""),
+                "0".repeat(5000),
+                body.len()
+            ),
+        ),
+        (
+            "a trailer line that is not a field",
+            format!(
+                "{}Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\nnot a field\r\n\r\n",
+                post_head(""),
+                body.len()
+            ),
+        ),
+        (
+            // RFC 9112 §6.1: faulty framing, whatever it says.
+            "Transfer-Encoding in an HTTP/1.0 request",
+            format!(
+                "{}Transfer-Encoding: chunked\r\n\r\n{chunked}",
+                post_head("").replacen("HTTP/1.1", "HTTP/1.0", 1)
+            ),
+        ),
     ];
     let alice = app.user("alice");
     for (context, raw) in &cases {
@@ -745,6 +796,145 @@ fn body_framing_that_is_ambiguous_or_broken_is_400() {
         Value::Array(vec![]),
         "a refused request created a task"
     );
+}
+
+#[test]
+fn chunked_bodies_with_extensions_and_trailers_are_read() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let alice = app.user("alice");
+    let (a, b) = (r#"{"title": "#, r#""chunked"}"#);
+    let raw = format!(
+        "{}Transfer-Encoding: chunked\r\n\r\n\
+         {:x};name=value ; q=\"x \\\" y\"\r\n{a}\r\n00{:x}\r\n{b}\r\n\
+         0\r\nX-Checksum: abc\r\nX-Other:\r\n\r\n",
+        post_head(""),
+        a.len(),
+        b.len()
+    );
+    let r = answer(&app, raw.as_bytes(), "extensions and trailers");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["title"], "chunked");
+    assert_eq!(alice.get("/api/tasks").json().as_array().unwrap().len(), 1);
+}
+
+/// One connection sending `0` for ever as a chunk size grew the server by 40 MB/s (the
+/// line was collected without a limit); it is refused at 4 KiB, and the server's memory
+/// stays where it was.
+#[test]
+fn an_endless_chunk_size_line_is_refused_early() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let mut stream = TcpStream::connect(app.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(format!("{}Transfer-Encoding: chunked\r\n\r\n", post_head("")).as_bytes())
+        .unwrap();
+    // Written until the server stops reading (it closes after its 400), at most 8 MB.
+    let zeros = vec![b'0'; 64 * 1024];
+    let mut sent = 0;
+    while sent < 8 << 20 && stream.write_all(&zeros).is_ok() {
+        sent += zeros.len();
+    }
+    assert!(
+        sent < 8 << 20,
+        "the server read 8 MB of one chunk-size line"
+    );
+    let r = try_read_response(&mut BufReader::new(stream)).expect("an answer");
+    assert_json_error(&r, 400, "an endless chunk-size line");
+}
+
+/// A chunk extension trickled a byte at a time was read until its line ended, past the
+/// 10 s body deadline (1,024 such connections held every connection slot). Now every byte
+/// counts against the deadline: 408 once it has passed.
+#[test]
+fn a_trickled_chunk_extension_gets_408_at_the_body_deadline() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let mut stream = TcpStream::connect(app.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(400)))
+        .unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(format!("{}Transfer-Encoding: chunked\r\n\r\nf;", post_head("")).as_bytes())
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let answer = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no answer after 20 s"
+        );
+        if stream.write_all(b"a").is_err() {
+            break try_read_response(&mut reader);
+        }
+        match reader.fill_buf() {
+            Ok([]) => panic!("closed with no answer after {:?}", started.elapsed()),
+            Ok(_) => break try_read_response(&mut reader),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let took = started.elapsed();
+    let r = answer.expect("an answer");
+    assert_json_error(&r, 408, "a trickled chunk extension");
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(15),
+        "answered after {took:?}"
+    );
+}
+
+/// `Connection: upgrade` handed the rest of the connection over as the body: the request
+/// waited for the 10 s read timeout and got a 400 (an h2c upgrade from curl --http2, or any
+/// `Connection` value containing "upgrade"). Nothing here takes an upgrade; it is ignored.
+#[test]
+fn an_upgrade_request_is_served_as_a_plain_one() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let alice = app.user("alice");
+    let (took, r) = timed_exchange(
+        app.addr,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let r = r.expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let body = r#"{"title": "upgraded"}"#;
+    let raw = format!(
+        "{}Connection: upgrade\r\nUpgrade: websocket\r\nContent-Length: {}\r\n\r\n{body}",
+        post_head(""),
+        body.len()
+    );
+    let (took, r) = timed_exchange(app.addr, raw.as_bytes(), Duration::from_secs(5));
+    let r = r.expect("an answer");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(alice.get("/api/tasks").json()[0]["title"], "upgraded");
+}
+
+/// RFC 9110 §10.1.1 and §15.2: an HTTP/1.0 client's `Expect: 100-continue` is ignored, and
+/// it is never sent a 1xx (it would read the 100 as the final answer).
+#[test]
+fn an_http_1_0_client_gets_no_100_continue() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let body = r#"{"title": "old client"}"#;
+    let raw = format!(
+        "{}Expect: 100-continue\r\nContent-Length: {}\r\n\r\n{body}",
+        post_head("").replacen("HTTP/1.1", "HTTP/1.0", 1),
+        body.len()
+    );
+    let r = answer(&app, raw.as_bytes(), "HTTP/1.0 with Expect");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = answer(
+        &app,
+        b"GET /health HTTP/1.0\r\nExpect: 100-continue\r\n\r\n",
+        "HTTP/1.0 GET with Expect",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[test]

@@ -10,7 +10,6 @@ use std::sync::mpsc::{self, Receiver, Sender};
 
 use crate::util::{DrainGuard, EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -33,9 +32,9 @@ use chunked_transfer::Decoder;
 ///    body of the request in a buffer ; if the body is too big, tiny-http will avoid doing that)
 ///  - A request sends a `Expect: 100-continue` header (which means that the client waits to
 ///    know whether its body will be processed before sending it)
-///  - A request sends a `Connection: close` header or `Connection: upgrade` header (used for
-///    websockets), which indicates that this is the last request that will be received on this
-///    connection
+///  - A request sends a `Connection: close` header, which indicates that this is the last
+///    request that will be received on this connection (todo-api patch: `Connection: upgrade`
+///    is ignored, see `new_request`)
 ///
 /// # Automatic cleanup
 ///
@@ -129,22 +128,14 @@ pub const MAX_BUFFERED_BODY: usize = 64 * 1024;
 /// todo-api patch: the longest a body may take to arrive once its headers have.
 pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
-/// todo-api patch: a read that counts against `deadline`; a socket timeout is a timeout.
-fn timed(read: io::Result<usize>, deadline: Instant) -> Result<usize, RequestCreationError> {
+/// todo-api patch: a read that counts against `deadline`: one that ends after it, or a socket
+/// timeout, is an error of kind `TimedOut`.
+fn within(read: io::Result<usize>, deadline: Instant) -> io::Result<usize> {
     let timed_out = || IoError::new(ErrorKind::TimedOut, "request body took too long");
     match read {
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            Err(RequestCreationError::CreationIoError(timed_out()))
-        }
-        // A chunk header that is not one: the framing is broken.
-        Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::InvalidData) => {
-            Err(RequestCreationError::BadFraming)
-        }
-        Err(e) => Err(RequestCreationError::CreationIoError(e)),
-        Ok(_) if Instant::now() > deadline => {
-            Err(RequestCreationError::CreationIoError(timed_out()))
-        }
-        Ok(n) => Ok(n),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => Err(timed_out()),
+        Ok(_) if Instant::now() > deadline => Err(timed_out()),
+        other => other,
     }
 }
 
@@ -198,6 +189,9 @@ where
         || (!lengths.is_empty() && !encodings.is_empty())
         || encodings.len() > 1
         || encodings.iter().any(|e| !e.eq_ignore_ascii_case("chunked"))
+        // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing (a
+        // 1.0 intermediary may have forwarded it without understanding it).
+        || (!encodings.is_empty() && version < HTTPVersion(1, 1))
     {
         return Err(RequestCreationError::BadFraming);
     }
@@ -228,20 +222,10 @@ where
             .map(|h| h.value.as_str())
         {
             None => false,
-            Some(v) if v.eq_ignore_ascii_case("100-continue") => true,
+            // todo-api patch: RFC 9110 §10.1.1, an HTTP/1.0 client's 100-continue is ignored:
+            // it has no 1xx answers and would take a 100 for the final one.
+            Some(v) if v.eq_ignore_ascii_case("100-continue") => version >= HTTPVersion(1, 1),
             _ => return Err(RequestCreationError::ExpectationFailed),
-        }
-    };
-
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
         }
     };
 
@@ -251,10 +235,11 @@ where
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
+    // todo-api patch: `Connection: upgrade` no longer hands the raw connection over as the
+    // body: nothing here takes an upgrade, so the request is framed as any other (RFC 9110
+    // §7.8: a server may ignore Upgrade). Read as a body, the rest of the connection was
+    // waited for until the 10 s timeout, and eight such requests held every slot.
+    let reader = if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
         } else if content_length <= MAX_BUFFERED_BODY {
@@ -270,7 +255,7 @@ where
             let mut offset = 0;
 
             while offset != content_length {
-                let read = timed(source_data.read(&mut buffer[offset..]), deadline)?;
+                let read = within(source_data.read(&mut buffer[offset..]), deadline)?;
                 if read == 0 {
                     // the socket returned EOF, but we were before the expected content-length
                     // aborting
@@ -304,20 +289,17 @@ where
             expects_continue = false;
         }
         let deadline = Instant::now() + BODY_DEADLINE;
-        let mut decoder = Decoder::new(&mut source_data);
         let mut buffer = Vec::new();
-        let mut chunk = [0u8; 8192];
-        let complete = loop {
-            let read = timed(decoder.read(&mut chunk), deadline)?;
-            if read == 0 {
-                break true;
-            }
-            buffer.extend_from_slice(&chunk[..read]);
-            if buffer.len() > MAX_BUFFERED_BODY {
-                break false;
-            }
-        };
-        drop(decoder);
+        let complete = crate::util::chunked_body::read_chunked(
+            &mut source_data,
+            MAX_BUFFERED_BODY,
+            &mut buffer,
+            &mut |read| within(read, deadline),
+        )
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidData => RequestCreationError::BadFraming,
+            _ => RequestCreationError::CreationIoError(e),
+        })?;
         if !complete {
             let (tx, rx) = mpsc::channel();
             tx.send(false).ok();
@@ -381,7 +363,7 @@ impl Request {
     }
 
     /// todo-api patch: whether the connection ends after this request, as the client asked
-    /// (`Connection: close` or an upgrade, or HTTP/1.0 without `keep-alive`). Its answer
+    /// (`Connection: close`, or HTTP/1.0 without `keep-alive`). Its answer
     /// should then say `Connection: close`.
     #[inline]
     pub fn is_last_on_connection(&self) -> bool {

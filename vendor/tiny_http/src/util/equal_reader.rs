@@ -5,9 +5,9 @@ use std::sync::mpsc::{Receiver, Sender};
 
 /// A `Reader` that reads exactly the number of bytes from a sub-reader.
 ///
-/// If the limit is reached, it returns EOF. If the limit is not reached
-/// when the destructor is called, the remaining bytes will be read and
-/// thrown away.
+/// If the limit is reached, it returns EOF. todo-api patch: if the limit is not reached
+/// when the destructor is called, the remaining bytes are left unread (`DrainGuard` closes
+/// the connection instead; PATCHES.md).
 pub struct EqualReader<R>
 where
     R: Read,
@@ -99,6 +99,7 @@ mod tests {
 
         let mut string = String::new();
         org_reader.read_to_string(&mut string).unwrap();
-        assert_eq!(string, " world");
+        // todo-api patch: nothing is drained on drop.
+        assert_eq!(string, "ello world");
     }
 }

@@ -10,6 +10,7 @@ pub use self::task_pool::TaskPool;
 
 use std::str::FromStr;
 
+pub(crate) mod chunked_body;
 mod custom_stream;
 mod drain_guard;
 mod equal_reader;
