@@ -81,8 +81,12 @@ pub fn route(ctx: &Ctx, req: &Request) -> Result<Reply> {
 /// while the database holds every worker: server.rs serves these without waiting for a slot.
 /// None runs more than one statement, and that one bounded (`Store::ping`).
 pub fn answers_without_waiting(method: &str, path: &str) -> bool {
+    // The path as `route` will see it: `/%68ealth` is `/health` there, so here too.
     matches!(method, "GET" | "HEAD")
-        && matches!(trimmed(path), "/health" | "/openapi.json" | "/docs")
+        && matches!(
+            trimmed(&decode_unreserved(path)),
+            "/health" | "/openapi.json" | "/docs"
+        )
 }
 
 /// A path without its trailing slash, if it has more.
@@ -248,9 +252,10 @@ fn decode_unreserved(path: &str) -> std::borrow::Cow<'_, str> {
 
 /// The byte that the escape at `b[i]` (a `%`) stands for, if two hex digits follow it.
 fn escaped_byte(b: &[u8], i: usize) -> Option<u8> {
-    b.get(i + 1..i + 3)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .and_then(|h| u8::from_str_radix(h, 16).ok())
+    // Two hex digits exactly (RFC 3986 §2.1): `from_str_radix` alone also takes a sign,
+    // which made `%+1` the byte 1.
+    let digit = |at: usize| char::from(*b.get(at)?).to_digit(16);
+    Some((digit(i + 1)? * 16 + digit(i + 2)?) as u8)
 }
 
 fn is_unreserved(c: u8) -> bool {
@@ -350,5 +355,9 @@ mod tests {
         assert_eq!(percent_decode_path("a+b%2F"), "a+b/");
         assert_eq!(percent_decode_path("%zz%4"), "%zz%4");
         assert_eq!(percent_decode_path("%FF"), "\u{FFFD}");
+        // Two hex digits exactly: no sign, no space.
+        assert_eq!(percent_decode_path("%+1%-1% 1%1"), "%+1%-1% 1%1");
+        assert_eq!(percent_decode_query("a%+1"), "a% 1");
+        assert_eq!(decode_unreserved("/%+41"), "/%+41");
     }
 }

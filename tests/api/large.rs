@@ -382,6 +382,30 @@ fn hold_both_slots(app: &TestApp, user: &Client) -> (postgres::Client, Vec<JoinH
     (locker, busy)
 }
 
+/// The docs and the OpenAPI document take no request slot, however their path is spelled:
+/// `/%64ocs` is routed as `/docs`, and waited for a slot as an API request does while the
+/// check that lets them by saw the raw path. PostgreSQL only: a lock holds the slots.
+#[test]
+fn the_docs_are_served_while_every_slot_is_busy_even_with_escaped_paths() {
+    let Some(app) = two_worker_postgres_app() else {
+        return;
+    };
+    let bob = app.user("bob");
+    assert_eq!(bob.get("/api/tasks").status, 200);
+    let (mut locker, busy) = hold_both_slots(&app, &bob);
+    for path in ["/docs", "/%64ocs", "/openapi%2Ejson", "/%6Fpenapi.json/"] {
+        let started = Instant::now();
+        let r = app.anonymous().get(path);
+        let took = started.elapsed();
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert!(took < Duration::from_secs(2), "{path} waited {took:?}");
+    }
+    locker.batch_execute("rollback").unwrap();
+    for status in busy {
+        assert_eq!(status.join().unwrap(), 200);
+    }
+}
+
 /// A client pipelining requests faster than they can be answered is read from no further
 /// while 4 of its answers are unwritten. Each request read is queued for the workers with
 /// its body (up to 64 KiB): without the bound, one connection queued as many as it sent,
