@@ -54,6 +54,24 @@ fn the_document_and_the_router_list_the_same_routes_and_methods() {
     assert_eq!(documented(), routed());
 }
 
+/// API.md, Routes at a glance: any other method on a known path is 405 with `Allow`. OpenAPI
+/// has no place for the methods a path does not list, so every operation declares it.
+#[test]
+fn every_operation_declares_the_405_of_its_path() {
+    let doc: Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().unwrap() {
+            if METHODS.contains(&method.to_ascii_uppercase().as_str()) {
+                assert_eq!(
+                    operation["responses"]["405"]["$ref"],
+                    "#/components/responses/MethodNotAllowed",
+                    "{method} {path}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn the_live_server_serves_exactly_the_routed_methods() {
     let app = TestApp::spawn(Engine::Sqlite);
