@@ -125,14 +125,24 @@ impl Config {
                 .collect::<Result<_, _>>()?,
         };
 
-        let port: u16 = parse_number("PORT", get("PORT"), 8000)?;
+        let port: u16 = parse_number("PORT", get("PORT"), 8000, "a whole number from 0 to 65535")?;
         let listen = listen_address(&get("HOST").unwrap_or_else(|| "127.0.0.1".into()), port)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         // Handlers spend most of their time waiting on the database, so a few threads per
         // core keep the cores busy; bench/README.md has the measurements behind the factor.
-        let workers: usize = parse_number("WORKERS", get("WORKERS"), (cores * 4).clamp(4, 64))?;
+        let workers: usize = parse_number(
+            "WORKERS",
+            get("WORKERS"),
+            (cores * 4).clamp(4, 64),
+            "a whole number",
+        )?;
         // One connection per worker: a worker never holds two, so none ever waits on another.
-        let pool_size: u32 = parse_number("DB_POOL_SIZE", get("DB_POOL_SIZE"), workers as u32)?;
+        let pool_size: u32 = parse_number(
+            "DB_POOL_SIZE",
+            get("DB_POOL_SIZE"),
+            workers as u32,
+            "a whole number",
+        )?;
         if workers == 0 || pool_size == 0 {
             return Err("WORKERS and DB_POOL_SIZE must be at least 1".into());
         }
@@ -165,16 +175,20 @@ fn parse_bool(name: &str, value: Option<String>, default: bool) -> Result<bool, 
     }
 }
 
+/// `name`'s value as a `T`, or `default` when unset. `expected` says what a `T` is in the
+/// error, with its range where the type's bounds are the variable's own (`PORT=99999` is
+/// out of range, not misspelt).
 fn parse_number<T: std::str::FromStr>(
     name: &str,
     value: Option<String>,
     default: T,
+    expected: &str,
 ) -> Result<T, String> {
     match value {
         None => Ok(default),
         Some(v) => v
             .parse()
-            .map_err(|_| format!("{name} must be a whole number, not {v:?}")),
+            .map_err(|_| format!("{name} must be {expected}, not {v:?}")),
     }
 }
 
@@ -597,6 +611,20 @@ mod tests {
                 "{key}={value} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn port_errors_say_the_range() {
+        for value in ["99999", "65536", "-1", "eighty", "80.0"] {
+            let err = config(&[("PORT", value)]).unwrap_err();
+            assert_eq!(
+                err,
+                format!("PORT must be a whole number from 0 to 65535, not {value:?}")
+            );
+        }
+        assert_eq!(config(&[("PORT", "65535")]).unwrap().listen.port(), 65535);
+        let err = config(&[("WORKERS", "many")]).unwrap_err();
+        assert_eq!(err, r#"WORKERS must be a whole number, not "many""#);
     }
 
     #[test]

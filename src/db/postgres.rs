@@ -1083,6 +1083,18 @@ fn connect_options(url: &str) -> Result<(postgres::Config, Option<MakeTlsConnect
         match key {
             "sslrootcert" => root_cert = Some(crate::router::percent_decode_query(value)),
             "sslmode" => {
+                // The driver's own refusal ("invalid connection string") names neither the
+                // parameter nor the value; API.md, PostgreSQL connections: anything else stops
+                // the server.
+                let decoded = crate::router::percent_decode_path(value);
+                if !["disable", "prefer", "require", "verify-ca", "verify-full"]
+                    .contains(&decoded.as_str())
+                {
+                    return Err(format!(
+                        "DATABASE_URL has sslmode={decoded:?}, which is not supported: use \
+                         disable, prefer, require, verify-ca or verify-full"
+                    ));
+                }
                 ssl_requested = value != "disable";
                 let mode = match value {
                     "verify-ca" | "verify-full" => "require",
@@ -1115,9 +1127,12 @@ fn connect_options(url: &str) -> Result<(postgres::Config, Option<MakeTlsConnect
     }
     let mut builder = native_tls::TlsConnector::builder();
     if let Some(path) = root_cert {
-        let pem = std::fs::read(&path).map_err(|e| format!("sslrootcert {path}: {e}"))?;
+        // config.rs writes PGSSLROOTCERT into the URL, so either may have named the file.
+        let named = "sslrootcert= in DATABASE_URL, or PGSSLROOTCERT";
+        let pem = std::fs::read(&path)
+            .map_err(|e| format!("CA file {path} ({named}) cannot be read: {e}"))?;
         let cert = native_tls::Certificate::from_pem(&pem)
-            .map_err(|e| format!("sslrootcert {path} is not a PEM certificate: {e}"))?;
+            .map_err(|e| format!("CA file {path} ({named}) is not a PEM certificate: {e}"))?;
         builder.add_root_certificate(cert);
     }
     let connector = builder
@@ -1221,12 +1236,42 @@ mod tests {
         }
     }
 
+    /// API.md, PostgreSQL connections: an `sslmode` other than the five (`allow`, a typo)
+    /// stops the server, with a message naming the value and the accepted ones.
+    #[test]
+    fn an_unknown_sslmode_is_named_with_the_accepted_ones() {
+        for (mode, shown) in [
+            ("allow", "allow"),
+            ("requre", "requre"),
+            ("REQUIRE", "REQUIRE"),
+            ("", ""),
+            ("verify%20full", "verify full"),
+        ] {
+            let url = format!("postgres://u:secret-pw@h/db?sslmode={mode}&channel_binding=require");
+            let err = connect_options(&url).err().unwrap();
+            assert_eq!(
+                err,
+                format!(
+                    "DATABASE_URL has sslmode={shown:?}, which is not supported: use disable, \
+                     prefer, require, verify-ca or verify-full"
+                )
+            );
+        }
+        // Percent-escaped, an accepted value is still accepted, as the driver decodes it.
+        let (c, _) = connect_options("postgres://h/db?sslmode=requir%65").unwrap();
+        assert_eq!(c.get_ssl_mode(), SslMode::Require);
+    }
+
     #[test]
     fn a_missing_root_certificate_is_a_clear_error() {
         let err = connect_options("postgres://h/db?sslmode=require&sslrootcert=/nonexistent.pem")
             .err()
             .unwrap();
         assert!(err.contains("/nonexistent.pem"), "{err}");
+        assert!(
+            err.contains("sslrootcert= in DATABASE_URL, or PGSSLROOTCERT"),
+            "{err}"
+        );
         // As config.rs writes PGSSLROOTCERT into the URL.
         let err = connect_options("postgres://h/db?sslrootcert=/no%20such%261.pem")
             .err()
