@@ -522,7 +522,7 @@ fn a_dotenv_file_configures_the_server_and_its_log() {
     std::fs::write(
         dir.path(".env"),
         format!(
-            "# as .env.example has it\nPORT=0\nDATABASE_URL=sqlite:{db}\n\
+            "# a comment line, as in .env.example\nPORT=0\nDATABASE_URL=sqlite:{db}\n\
              BETTER_AUTH_SECRET=\"{SECRET}\"\nRUST_LOG=info,todo_api::server=warn\n"
         ),
     )
