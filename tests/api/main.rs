@@ -8,6 +8,7 @@ mod auth;
 mod cors;
 mod explain;
 mod faults;
+mod http_syntax;
 mod isolation;
 mod jwks;
 mod large;

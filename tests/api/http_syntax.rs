@@ -1,0 +1,130 @@
+//! HTTP/1.1 message syntax (RFC 9112, RFC 9110 §5): what is refused before a worker sees a
+//! request (a JSON 400 or 505 saying `Connection: close`, and nothing after it read as a
+//! request), and the `Connection` options that decide whether a connection lives on.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::helpers::*;
+
+/// Sent after each request under test, on the same connection: an answer to it means the
+/// server read on past a request it should have refused. It closes the connection, so that
+/// a server that does answer it ends the exchange at once.
+const NEXT: &str = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+/// Writes `raw` on a new connection and reads answers until the server closes it (an end of
+/// stream, or a reset where it left some of what was sent unread): each answer's status
+/// line, and the answer.
+fn answers(app: &TestApp, raw: &[u8]) -> Vec<(String, Response)> {
+    let mut stream = TcpStream::connect(app.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(raw).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut answers = Vec::new();
+    loop {
+        let mut status_line = String::new();
+        match reader.read_line(&mut status_line) {
+            Ok(0) => return answers,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && status_line.is_empty() => {
+                return answers
+            }
+            Err(e) => panic!(
+                "after {} answers, neither an answer nor a close: {e}",
+                answers.len()
+            ),
+            Ok(_) => {}
+        }
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("header line");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').expect("header has a colon");
+            headers.push((name.trim().to_string(), value.trim().to_string()));
+        }
+        let mut answer = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let len = answer
+            .header("Content-Length")
+            .map_or(0, |v| v.parse().unwrap());
+        answer.body = vec![0; len];
+        reader.read_exact(&mut answer.body).expect("body");
+        answers.push((status_line.trim_end().to_string(), answer));
+    }
+}
+
+/// Asserts that `raw`, followed by `NEXT`, got one answer, a JSON refusal with this status
+/// and detail that says `Connection: close`, and that the connection then ended. Returns
+/// the answer's status line.
+fn assert_refused(app: &TestApp, raw: &[u8], status: u16, detail: &str, context: &str) -> String {
+    let answers = answers(app, &[raw, NEXT.as_bytes()].concat());
+    let lines: Vec<&str> = answers.iter().map(|(line, _)| line.as_str()).collect();
+    assert_eq!(answers.len(), 1, "{context}: answered {lines:?}");
+    let (line, r) = &answers[0];
+    assert_eq!(r.status, status, "{context}: {line} {}", r.text());
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/json"),
+        "{context}"
+    );
+    assert_eq!(r.detail(), detail, "{context}");
+    assert_eq!(r.header("Connection"), Some("close"), "{context}");
+    line.clone()
+}
+
+/// The detail of tiny_http's 400 for a header line it cannot read.
+const MALFORMED_HEADER: &str = "Malformed HTTP header or body framing.";
+
+/// A line starting with a space or tab continues the one before it (obs-fold, RFC 9112
+/// §5.2) and must be refused, not read as a header of its own; so must whitespace before the
+/// first header (§2.2). Read as headers, a folded `Content-Length` framed a body that a proxy
+/// would not see, and a folded `Authorization` was honoured.
+#[test]
+fn folded_and_whitespace_prefixed_header_lines_are_refused() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let cases = [
+        (
+            "a folded Content-Length, then a 5-byte 'body' that is not one",
+            "GET /health HTTP/1.1\r\nHost: x\r\nX-Foo: a\r\n Content-Length: 5\r\n\r\nhello"
+                .to_string(),
+        ),
+        (
+            "a folded Authorization, after a tab",
+            format!(
+                "GET /api/tasks HTTP/1.1\r\nHost: x\r\nX-Foo: a\r\n\tAuthorization: Bearer {}\r\n\r\n",
+                token("alice")
+            ),
+        ),
+        (
+            "a space before the first header",
+            "GET /health HTTP/1.1\r\n Host: x\r\n\r\n".to_string(),
+        ),
+        (
+            "a tab before the first header",
+            "GET /health HTTP/1.1\r\n\tX-Foo: a\r\nHost: x\r\n\r\n".to_string(),
+        ),
+        // Refused before too (it has no colon): kept so.
+        (
+            "a line of whitespace among the headers",
+            "GET /health HTTP/1.1\r\nHost: x\r\n \r\n\r\n".to_string(),
+        ),
+    ];
+    for (context, raw) in &cases {
+        assert_refused(&app, raw.as_bytes(), 400, MALFORMED_HEADER, context);
+    }
+    assert_eq!(app.anonymous().get("/health").status, 200);
+}
