@@ -1323,7 +1323,6 @@ fn header_values_outside_ascii_are_served() {
             b"X-Request-Id: \xc3\xbcn\xc3\xaf\r\n",
             200,
         ),
-        ("in the name", b"X-\xc3\x87ity: a\r\n", 200),
         ("in the token", b"Authorization: Bearer \xc3\xa9\r\n", 401),
     ] {
         let auth = if status == 200 {

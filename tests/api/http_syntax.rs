@@ -128,3 +128,28 @@ fn folded_and_whitespace_prefixed_header_lines_are_refused() {
     }
     assert_eq!(app.anonymous().get("/health").status, 200);
 }
+
+/// A field name is a token (RFC 9110 §5.1): an empty one, one with a delimiter, a control
+/// byte or a byte outside ASCII (read as `?`, which is a delimiter) made a header.
+#[test]
+fn header_names_that_are_not_tokens_are_refused() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let cases: [(&str, &[u8]); 7] = [
+        ("an empty name", b": empty"),
+        ("a name with parentheses", b"X(A): v"),
+        ("a name with a slash", b"X/A: v"),
+        ("a name with a control byte", b"X\x01A: v"),
+        ("a name ending in DEL", b"X-A\x7f: v"),
+        ("a name with a byte outside ASCII", b"X-\xc3\xa9: v"),
+        // Refused before too, as whitespace: kept so.
+        ("a space between the name and the colon", b"X-A : v"),
+    ];
+    for (context, line) in cases {
+        let raw = [b"GET /health HTTP/1.1\r\nHost: x\r\n", line, b"\r\n\r\n"].concat();
+        assert_refused(&app, &raw, 400, MALFORMED_HEADER, context);
+    }
+    // Every character a token may hold.
+    let raw =
+        b"GET /health HTTP/1.1\r\nHost: x\r\n!#$%&'*+-.^_`|~09azAZ: v\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_request(app.addr, raw).status, 200);
+}

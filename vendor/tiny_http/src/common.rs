@@ -226,13 +226,23 @@ impl HeaderField {
 impl FromStr for HeaderField {
     type Err = ();
 
+    /// todo-api patch: a field name is a token (RFC 9110 §5.1). Only whitespace was
+    /// refused: an empty name, `X(A)` or one with a control byte made a header.
     fn from_str(s: &str) -> Result<HeaderField, ()> {
-        if s.contains(char::is_whitespace) {
-            Err(())
-        } else {
+        if is_token(s) {
             AsciiString::from_ascii(s).map(HeaderField).map_err(|_| ())
+        } else {
+            Err(())
         }
     }
+}
+
+/// todo-api patch: whether `s` is a token (RFC 9110 §5.6.2), as a field name and a method
+/// must be: one or more of the visible characters that delimit nothing.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 impl Display for HeaderField {
@@ -436,5 +446,11 @@ mod test {
         assert!("Transfer-Encoding: chunked".parse::<Header>().is_ok());
         assert!("Transfer-Encoding: chunked ".parse::<Header>().is_ok());
         assert!("Transfer-Encoding:   chunked ".parse::<Header>().is_ok());
+        // todo-api patch: a name is a token.
+        assert!(": empty".parse::<Header>().is_err());
+        assert!("X(A): v".parse::<Header>().is_err());
+        assert!("X\u{1}A: v".parse::<Header>().is_err());
+        assert!("X-A\u{7f}: v".parse::<Header>().is_err());
+        assert!("!#$%&'*+-.^_`|~09azAZ: v".parse::<Header>().is_ok());
     }
 }
