@@ -153,3 +153,34 @@ fn header_names_that_are_not_tokens_are_refused() {
         b"GET /health HTTP/1.1\r\nHost: x\r\n!#$%&'*+-.^_`|~09azAZ: v\r\nConnection: close\r\n\r\n";
     assert_eq!(raw_request(app.addr, raw).status, 200);
 }
+
+/// A field value holds no control byte but the tab (RFC 9110 §5.5): a NUL, an escape or DEL
+/// was kept in it, and a form feed or vertical tab at an end was trimmed away. A lone CR was
+/// refused before, as a malformed request line.
+#[test]
+fn control_bytes_in_header_values_are_refused() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let cases: [(&str, &[u8]); 7] = [
+        ("a NUL", b"X-A: a\x00b"),
+        ("a lone CR", b"X-A: a\rb"),
+        ("an escape", b"X-A: \x1b[31mred"),
+        ("a DEL", b"X-A: a\x7fb"),
+        ("a vertical tab at the end", b"X-A: a\x0b"),
+        ("a form feed at the start", b"X-A: \x0ca"),
+        ("a NUL in Authorization", b"Authorization: Bearer a\x00b"),
+    ];
+    for (context, line) in cases {
+        let raw = [b"GET /health HTTP/1.1\r\nHost: x\r\n", line, b"\r\n\r\n"].concat();
+        assert_refused(&app, &raw, 400, MALFORMED_HEADER, context);
+    }
+    // A tab is allowed, and a byte outside ASCII is still read as `?` (PATCHES.md).
+    for line in [&b"X-A: a\tb\t"[..], b"X-City: S\xc3\xa3o Paulo"] {
+        let raw = [
+            b"GET /health HTTP/1.1\r\nHost: x\r\n",
+            line,
+            b"\r\nConnection: close\r\n\r\n",
+        ]
+        .concat();
+        assert_eq!(raw_request(app.addr, &raw).status, 200);
+    }
+}

@@ -303,6 +303,9 @@ impl ClientConnection {
                         .read_next_line(MAX_HEADER_BYTES, &mut deadline, true)
                         .map_err(|e| match e {
                             LineError::TooLong => ReadError::HeadersTooLarge(version.clone()),
+                            // todo-api patch: a CR inside a header value is a malformed
+                            // header, not a malformed request line.
+                            LineError::BareLf => ReadError::WrongHeader(version.clone()),
                             other => other.into(),
                         })?;
 

@@ -185,10 +185,14 @@ impl FromStr for Header {
         let mut elems = input.splitn(2, ':');
 
         let field = elems.next().and_then(|f| f.parse().ok()).ok_or(())?;
-        let value = elems
-            .next()
-            .and_then(|v| AsciiString::from_ascii(v.trim()).ok())
-            .ok_or(())?;
+        // todo-api patch: a value loses the spaces and tabs around it, and holds no control
+        // byte but the tab (RFC 9110 §5.5). A NUL or an escape was kept in it, and one at
+        // either end (a form feed, a vertical tab) was trimmed away as whitespace.
+        let value = elems.next().ok_or(())?.trim_matches(|c| c == ' ' || c == '\t');
+        if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+            return Err(());
+        }
+        let value = AsciiString::from_ascii(value).map_err(|_| ())?;
 
         Ok(Header { field, value })
     }
@@ -452,5 +456,10 @@ mod test {
         assert!("X\u{1}A: v".parse::<Header>().is_err());
         assert!("X-A\u{7f}: v".parse::<Header>().is_err());
         assert!("!#$%&'*+-.^_`|~09azAZ: v".parse::<Header>().is_ok());
+        // todo-api patch: a value holds no control byte but the tab.
+        assert!("X-A: a\u{0}b".parse::<Header>().is_err());
+        assert!("X-A: a\u{b}".parse::<Header>().is_err());
+        assert!("X-A: a\u{7f}".parse::<Header>().is_err());
+        assert_eq!("X-A: \ta\tb ".parse::<Header>().unwrap().value.as_str(), "a\tb");
     }
 }
