@@ -16,7 +16,7 @@ const NEXT: &str = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n
 /// Writes `raw` on a new connection and reads answers until the server closes it (an end of
 /// stream, or a reset where it left some of what was sent unread): each answer's status
 /// line, and the answer.
-fn answers(app: &TestApp, raw: &[u8]) -> Vec<(String, Response)> {
+fn answers(app: &TestApp, raw: &[u8], context: &str) -> Vec<(String, Response)> {
     let mut stream = TcpStream::connect(app.addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -32,7 +32,7 @@ fn answers(app: &TestApp, raw: &[u8]) -> Vec<(String, Response)> {
                 return answers
             }
             Err(e) => panic!(
-                "after {} answers, neither an answer nor a close: {e}",
+                "{context}: after {} answers, neither an answer nor a close: {e}",
                 answers.len()
             ),
             Ok(_) => {}
@@ -71,7 +71,7 @@ fn answers(app: &TestApp, raw: &[u8]) -> Vec<(String, Response)> {
 /// and detail that says `Connection: close`, and that the connection then ended. Returns
 /// the answer's status line.
 fn assert_refused(app: &TestApp, raw: &[u8], status: u16, detail: &str, context: &str) -> String {
-    let answers = answers(app, &[raw, NEXT.as_bytes()].concat());
+    let answers = answers(app, &[raw, NEXT.as_bytes()].concat(), context);
     let lines: Vec<&str> = answers.iter().map(|(line, _)| line.as_str()).collect();
     assert_eq!(answers.len(), 1, "{context}: answered {lines:?}");
     let (line, r) = &answers[0];
@@ -84,6 +84,29 @@ fn assert_refused(app: &TestApp, raw: &[u8], status: u16, detail: &str, context:
     assert_eq!(r.detail(), detail, "{context}");
     assert_eq!(r.header("Connection"), Some("close"), "{context}");
     line.clone()
+}
+
+/// Asserts that `raw`, followed by `NEXT`, got one answer, a 200 that says
+/// `Connection: close`, and that the connection then ended.
+fn assert_served_and_closed(app: &TestApp, raw: &[u8], context: &str) {
+    let answers = answers(app, &[raw, NEXT.as_bytes()].concat(), context);
+    let lines: Vec<&str> = answers.iter().map(|(line, _)| line.as_str()).collect();
+    assert_eq!(answers.len(), 1, "{context}: answered {lines:?}");
+    let r = &answers[0].1;
+    assert_eq!(r.status, 200, "{context}: {}", r.text());
+    assert_eq!(r.header("Connection"), Some("close"), "{context}");
+}
+
+/// Asserts that `raw`, followed by `NEXT`, got two answers: a 200 without
+/// `Connection: close`, then `NEXT`'s.
+fn assert_served_and_kept(app: &TestApp, raw: &[u8], context: &str) {
+    let answers = answers(app, &[raw, NEXT.as_bytes()].concat(), context);
+    let lines: Vec<&str> = answers.iter().map(|(line, _)| line.as_str()).collect();
+    assert_eq!(answers.len(), 2, "{context}: answered {lines:?}");
+    let r = &answers[0].1;
+    assert_eq!(r.status, 200, "{context}: {}", r.text());
+    assert_eq!(r.header("Connection"), None, "{context}");
+    assert_eq!(answers[1].1.status, 200, "{context}: the next request");
 }
 
 /// The detail of tiny_http's 400 for a header line it cannot read.
@@ -182,5 +205,58 @@ fn control_bytes_in_header_values_are_refused() {
         ]
         .concat();
         assert_eq!(raw_request(app.addr, &raw).status, 200);
+    }
+}
+
+/// `Connection` is a list of options, and its lines make one list (RFC 9110 §5.3, §7.6.1):
+/// `close` ends the connection after the answer wherever it is in the list, but only as a
+/// whole option; so does HTTP/1.0 without a `keep-alive` option. `upgrade` asks nothing of
+/// a server that upgrades to nothing (RFC 9110 §7.8): it ended the connection.
+#[test]
+fn connection_options_are_whole_tokens_from_every_line() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let get = |version: &str, connection: &str| {
+        format!("GET /health HTTP/{version}\r\nHost: x\r\n{connection}\r\n")
+    };
+    for (context, raw) in [
+        (
+            "close on a second Connection line",
+            get("1.1", "Connection: keep-alive\r\nConnection: close\r\n"),
+        ),
+        // Closed before too (its text holds "close"): kept so.
+        (
+            "close among other options, in capitals",
+            get("1.1", "Connection: foo, CLOSE\t,bar\r\n"),
+        ),
+        (
+            "HTTP/1.0, keep-alive only inside another option",
+            get("1.0", "Connection: not-keep-alive\r\n"),
+        ),
+        (
+            "HTTP/1.0, keep-alive and close",
+            get("1.0", "Connection: keep-alive\r\nConnection: close\r\n"),
+        ),
+    ] {
+        assert_served_and_closed(&app, raw.as_bytes(), context);
+    }
+    for (context, raw) in [
+        (
+            "close only inside another option",
+            get("1.1", "Connection: foo-close-bar\r\n"),
+        ),
+        (
+            "upgrade",
+            get("1.1", "Connection: upgrade\r\nUpgrade: websocket\r\n"),
+        ),
+        (
+            "Upgrade, keep-alive",
+            get("1.1", "Connection: Upgrade, keep-alive\r\nUpgrade: h2c\r\n"),
+        ),
+        (
+            "HTTP/1.0, keep-alive on a second Connection line",
+            get("1.0", "Connection: foo\r\nConnection: Keep-Alive\r\n"),
+        ),
+    ] {
+        assert_served_and_kept(&app, raw.as_bytes(), context);
     }
 }

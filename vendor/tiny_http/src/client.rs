@@ -472,26 +472,25 @@ impl Iterator for ClientConnection {
                 Ok(rq) => rq,
             };
 
-            // updating the status of the connection
-            let connection_header = rq
+            // updating the status of the connection; todo-api patch: `Connection` is a list
+            // of options, and all its lines make one list (RFC 9110 §5.3, §7.6.1). Only the
+            // first line was read, for `close` or `keep-alive` anywhere in its text
+            // (`foo-close-bar` closed, a `close` on a second line did not), and `upgrade`
+            // ended the connection: this server upgrades to nothing, so that option asks
+            // nothing of it (RFC 9110 §7.8).
+            let (mut close, mut keep_alive) = (false, false);
+            for option in rq
                 .headers()
                 .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
-
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
-
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
-                }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
-            };
+                .filter(|h| h.field.equiv("Connection"))
+                .flat_map(|h| h.value.as_str().split(','))
+            {
+                let option = option.trim_matches(|c| c == ' ' || c == '\t');
+                close |= option.eq_ignore_ascii_case("close");
+                keep_alive |= option.eq_ignore_ascii_case("keep-alive");
+            }
+            self.no_more_requests =
+                close || (*rq.http_version() == HTTPVersion(1, 0) && !keep_alive);
             rq.last_on_connection = self.no_more_requests;
 
             // returning the request; `Server::recv` takes it out of the pending count
