@@ -260,3 +260,32 @@ fn connection_options_are_whole_tokens_from_every_line() {
         assert_served_and_kept(&app, raw.as_bytes(), context);
     }
 }
+
+/// A request line is exactly `method SP request-target SP HTTP-version` (RFC 9112 §3). It
+/// was trimmed, split on spaces, and what followed the version was ignored.
+#[test]
+fn request_lines_off_the_grammar_are_refused() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let cases: [(&str, &[u8]); 8] = [
+        ("something after the version", b"GET /health HTTP/1.1 junk"),
+        ("a space before the method", b" GET /health HTTP/1.1"),
+        ("a space after the version", b"GET /health HTTP/1.1 "),
+        ("a method that is not a token", b"GE(T /health HTTP/1.1"),
+        ("a control byte in the target", b"GET /hea\x01lth HTTP/1.1"),
+        ("a DEL in the target", b"GET /health\x7f HTTP/1.1"),
+        // Refused before too (the parts read were misplaced): kept so.
+        ("two spaces after the method", b"GET  /health HTTP/1.1"),
+        ("a tab for a space", b"GET\t/health HTTP/1.1"),
+    ];
+    for (context, line) in cases {
+        let raw = [line, b"\r\nHost: x\r\n\r\n"].concat();
+        assert_refused(&app, &raw, 400, "Malformed HTTP request line.", context);
+    }
+    // Up to four empty lines before a request line are still skipped (RFC 9112 §2.2); a
+    // fifth is taken for the request line.
+    let empty = |n: usize| [&b"\r\n".repeat(n)[..], NEXT.as_bytes()].concat();
+    assert_eq!(raw_request(app.addr, &empty(4)).status, 200);
+    let r = raw_request(app.addr, &empty(5));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.detail(), "Malformed HTTP request line.");
+}

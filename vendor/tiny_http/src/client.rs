@@ -5,7 +5,7 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use crate::common::{HTTPVersion, Method};
+use crate::common::{is_token, HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -291,7 +291,7 @@ impl ClientConnection {
                 }
                 let line = std::str::from_utf8(&self.line).expect("a request line is ASCII");
 
-                parse_request_line(line.trim())?
+                parse_request_line(line)?
             };
 
             // getting all headers
@@ -523,16 +523,24 @@ fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
 
 /// Parses the request line of the request.
 /// eg. GET / HTTP/1.1
+///
+/// todo-api patch: exactly `method SP request-target SP HTTP-version` (RFC 9112 §3), a token
+/// for the method and visible characters for the target. The line was trimmed and what
+/// followed the version ignored: ` GET /health HTTP/1.1 junk` was served as `GET /health`,
+/// where a proxy that reads the line otherwise sees another request.
 fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
     let mut parts = line.split(' ');
-
-    let method = parts.next().and_then(|w| w.parse().ok());
-    let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
-
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(method), Some(target), Some(version), None)
+            if is_token(method)
+                && !target.is_empty()
+                && target.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            let method = method.parse().map_err(|_| ReadError::WrongRequestLine)?;
+            Ok((method, target.to_owned(), parse_http_version(version)?))
+        }
+        _ => Err(ReadError::WrongRequestLine),
+    }
 }
 
 #[cfg(test)]
@@ -547,5 +555,12 @@ mod test {
 
         assert!(super::parse_request_line("GET /hello").is_err());
         assert!(super::parse_request_line("qsd qsd qsd").is_err());
+        // todo-api patch: three parts, one space between each, nothing around them.
+        assert!(super::parse_request_line("GET /hello HTTP/1.1 junk").is_err());
+        assert!(super::parse_request_line(" GET /hello HTTP/1.1").is_err());
+        assert!(super::parse_request_line("GET  /hello HTTP/1.1").is_err());
+        assert!(super::parse_request_line("GET /hello HTTP/1.1 ").is_err());
+        assert!(super::parse_request_line("G(T /hello HTTP/1.1").is_err());
+        assert!(super::parse_request_line("GET /he\u{1}llo HTTP/1.1").is_err());
     }
 }
