@@ -289,3 +289,28 @@ fn request_lines_off_the_grammar_are_refused() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.detail(), "Malformed HTTP request line.");
 }
+
+/// A version below HTTP/1.0 is one this server does not speak: the JSON 505, in HTTP/1.1,
+/// and the connection closed. `HTTP/0.9` was served, its status line saying `HTTP/0.9`, and
+/// its connection kept. A refusal of such a request's headers is in HTTP/1.1 too.
+#[test]
+fn versions_below_http_1_0_are_505() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    for version in ["HTTP/0.9", "HTTP/0.0"] {
+        let raw = format!("GET /health {version}\r\nHost: x\r\n\r\n");
+        let line = assert_refused(
+            &app,
+            raw.as_bytes(),
+            505,
+            "This server speaks HTTP/1.0 and HTTP/1.1 only.",
+            version,
+        );
+        assert!(line.starts_with("HTTP/1.1 505 "), "{version}: {line}");
+    }
+    for version in ["HTTP/0.9", "HTTP/2.0"] {
+        let raw = format!("GET /health {version}\r\nHost: x\r\n\tX-Folded: a\r\n\r\n");
+        let context = format!("{version} with a folded header");
+        let line = assert_refused(&app, raw.as_bytes(), 400, MALFORMED_HEADER, &context);
+        assert!(line.starts_with("HTTP/1.1 400 "), "{context}: {line}");
+    }
+}

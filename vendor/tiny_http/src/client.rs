@@ -293,6 +293,14 @@ impl ClientConnection {
 
                 parse_request_line(line)?
             };
+            // todo-api patch: a refusal of the headers is answered in the request's version
+            // if this server speaks it, else in 1.1 as the 505 below is (a 400 to `HTTP/0.9`
+            // began `HTTP/0.9 400`).
+            let answer_version = if (HTTPVersion(1, 0)..=HTTPVersion(1, 1)).contains(&version) {
+                version.clone()
+            } else {
+                HTTPVersion(1, 1)
+            };
 
             // getting all headers
             let headers = {
@@ -302,10 +310,12 @@ impl ClientConnection {
                     let line = self
                         .read_next_line(MAX_HEADER_BYTES, &mut deadline, true)
                         .map_err(|e| match e {
-                            LineError::TooLong => ReadError::HeadersTooLarge(version.clone()),
+                            LineError::TooLong => {
+                                ReadError::HeadersTooLarge(answer_version.clone())
+                            }
                             // todo-api patch: a CR inside a header value is a malformed
                             // header, not a malformed request line.
-                            LineError::BareLf => ReadError::WrongHeader(version.clone()),
+                            LineError::BareLf => ReadError::WrongHeader(answer_version.clone()),
                             other => other.into(),
                         })?;
 
@@ -314,7 +324,7 @@ impl ClientConnection {
                     };
                     total += line.len();
                     if total > MAX_HEADER_BYTES || headers.len() >= MAX_HEADERS {
-                        return Err(ReadError::HeadersTooLarge(version));
+                        return Err(ReadError::HeadersTooLarge(answer_version));
                     }
                     // todo-api patch: the line is parsed as it came. It was trimmed first,
                     // so a line starting with a space or tab (obs-fold continuing the line
@@ -324,7 +334,7 @@ impl ClientConnection {
                     // `X-Foo` never saw. Now its name starts with whitespace: 400 and close.
                     headers.push(match FromStr::from_str(line) {
                         Ok(h) => h,
-                        _ => return Err(ReadError::WrongHeader(version)),
+                        _ => return Err(ReadError::WrongHeader(answer_version)),
                     });
                 }
 
@@ -338,7 +348,9 @@ impl ClientConnection {
         // was checked on the built request, whose 505 then waited for that request's own
         // writer to be done with: forever, a connection thread and a pending request lost
         // (an HTTP/2 client heard nothing until the idle timeout; shutdown waited 10 s).
-        if version > (1, 1) {
+        // todo-api patch: a version below 1.0 too (`HTTP/0.9`, `HTTP/0.0`): it was served,
+        // its answer's status line saying that version, and its connection kept.
+        if !(HTTPVersion(1, 0)..=HTTPVersion(1, 1)).contains(&version) {
             return Err(ReadError::VersionNotSupported);
         }
 
