@@ -314,3 +314,66 @@ fn versions_below_http_1_0_are_505() {
         assert!(line.starts_with("HTTP/1.1 400 "), "{context}: {line}");
     }
 }
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host` is a 400, and so is any request with
+/// more than one, or with one that is not `uri-host [ ":" port ]`. None of it was checked.
+/// An HTTP/1.0 request may still leave it out.
+#[test]
+fn host_is_required_once_and_valid() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let get = |version: &str, hosts: &str| format!("GET /health HTTP/{version}\r\n{hosts}\r\n");
+    for (context, raw) in [
+        ("HTTP/1.1 without Host", get("1.1", "")),
+        ("two Host lines", get("1.1", "Host: x\r\nHost: x\r\n")),
+        (
+            "two Host lines in HTTP/1.0",
+            get("1.0", "Host: x\r\nHost: y\r\n"),
+        ),
+        ("two hosts in one line", get("1.1", "Host: x, y\r\n")),
+        ("a space in Host", get("1.1", "Host: a b\r\n")),
+        ("a slash in Host", get("1.1", "Host: x/y\r\n")),
+        ("userinfo in Host", get("1.1", "Host: user@x\r\n")),
+        (
+            "a port that is not a number",
+            get("1.1", "Host: x:http\r\n"),
+        ),
+        ("two ports", get("1.1", "Host: x:80:80\r\n")),
+        (
+            "an IPv6 address without brackets",
+            get("1.1", "Host: ::1\r\n"),
+        ),
+        (
+            "an unclosed IPv6 literal",
+            get("1.1", "Host: [::1:8080\r\n"),
+        ),
+        ("a bad %-escape", get("1.1", "Host: a%zz\r\n")),
+        (
+            "a byte outside ASCII (read as ?)",
+            "GET /health HTTP/1.1\r\nHost: \u{e9}.example\r\n\r\n".to_string(),
+        ),
+        ("an invalid Host in HTTP/1.0", get("1.0", "Host: a b\r\n")),
+    ] {
+        assert_refused(
+            &app,
+            raw.as_bytes(),
+            400,
+            "Missing, repeated or malformed Host header.",
+            context,
+        );
+    }
+    for (context, raw) in [
+        ("a name", get("1.1", "Host: localhost\r\n")),
+        ("IPv4 and a port", get("1.1", "Host: 127.0.0.1:8080\r\n")),
+        ("IPv6 and a port", get("1.1", "Host: [::1]:8080\r\n")),
+        ("a %-escape", get("1.1", "Host: a%2Db.example\r\n")),
+        ("an empty port", get("1.1", "Host: example.com:\r\n")),
+        // RFC 9112 §3.2: the empty value of a target with no authority.
+        ("an empty value", get("1.1", "Host:\r\n")),
+        ("HTTP/1.0 without Host", get("1.0", "")),
+        ("HTTP/1.0 with Host", get("1.0", "Host: x\r\n")),
+    ] {
+        let raw = raw.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+        let r = raw_request(app.addr, raw.as_bytes());
+        assert_eq!(r.status, 200, "{context}: {}", r.text());
+    }
+}

@@ -89,6 +89,8 @@ enum ReadError {
     Idle,
     /// todo-api patch: a version above HTTP/1.1, answered 505 before the request is built.
     VersionNotSupported,
+    /// todo-api patch: no `Host` where one is needed, several, or one that names no host.
+    BadHost(HTTPVersion),
 }
 
 impl From<LineError> for ReadError {
@@ -304,7 +306,7 @@ impl ClientConnection {
 
             // getting all headers
             let headers = {
-                let mut headers = Vec::new();
+                let mut headers: Vec<Header> = Vec::new();
                 let mut total = 0;
                 loop {
                     let line = self
@@ -352,6 +354,19 @@ impl ClientConnection {
         // its answer's status line saying that version, and its connection kept.
         if !(HTTPVersion(1, 0)..=HTTPVersion(1, 1)).contains(&version) {
             return Err(ReadError::VersionNotSupported);
+        }
+
+        // todo-api patch: RFC 9112 §3.2, a 400 for an HTTP/1.1 request without `Host`, and for
+        // any request with more than one, or with one that is not `uri-host [ ":" port ]`.
+        // None of it was checked (an HTTP/1.0 request may still leave it out).
+        let mut hosts = headers.iter().filter(|h| h.field.equiv("Host"));
+        let host_ok = match (hosts.next(), hosts.next()) {
+            (None, _) => version == (1, 0),
+            (Some(host), None) => is_host(host.value.as_str()),
+            (Some(_), Some(_)) => false,
+        };
+        if !host_ok {
+            return Err(ReadError::BadHost(version));
         }
 
         // building the writer for the request
@@ -479,6 +494,14 @@ impl Iterator for ClientConnection {
                     return None;
                 }
 
+                Err(ReadError::BadHost(ver)) => {
+                    let writer = self.sink.next().unwrap();
+                    early_response(400, "Missing, repeated or malformed Host header.")
+                        .raw_print(writer, ver, &[], false, None)
+                        .ok();
+                    return None;
+                }
+
                 Err(ReadError::ReadIoError(_)) => return None,
 
                 Ok(rq) => rq,
@@ -555,6 +578,52 @@ fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadE
     }
 }
 
+/// todo-api patch: whether a `Host` value is `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986
+/// §3.2.2-3): an IP literal in brackets, or a reg-name (an IPv4 address is one too, and so is
+/// the empty name), then a port of digits, if any.
+fn is_host(value: &str) -> bool {
+    let host = match value.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        // No port, or a colon inside an IP literal.
+        _ => value,
+    };
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(literal) => is_ip_literal(literal),
+        None => is_reg_name(host),
+    }
+}
+
+/// unreserved / sub-delims (RFC 3986 §2.2-3): what a reg-name holds besides `%`-escapes.
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
+}
+
+/// `*( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2).
+fn is_reg_name(name: &str) -> bool {
+    let mut pieces = name.split('%');
+    let first = pieces.next().unwrap_or_default();
+    first.bytes().all(is_name_byte)
+        && pieces.all(|piece| {
+            piece.len() >= 2
+                && piece.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit)
+                && piece.bytes().skip(2).all(is_name_byte)
+        })
+}
+
+/// `IPv6address / IPvFuture` (RFC 3986 §3.2.2), what is between the brackets.
+fn is_ip_literal(literal: &str) -> bool {
+    match literal.strip_prefix(['v', 'V']) {
+        // IPvFuture: "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+        Some(future) => future.split_once('.').is_some_and(|(version, address)| {
+            !version.is_empty()
+                && version.bytes().all(|b| b.is_ascii_hexdigit())
+                && !address.is_empty()
+                && address.bytes().all(|b| b == b':' || is_name_byte(b))
+        }),
+        None => literal.parse::<std::net::Ipv6Addr>().is_ok(),
+    }
+}
+
 #[cfg(test)]
 mod test {
     #[test]
@@ -574,5 +643,21 @@ mod test {
         assert!(super::parse_request_line("GET /hello HTTP/1.1 ").is_err());
         assert!(super::parse_request_line("G(T /hello HTTP/1.1").is_err());
         assert!(super::parse_request_line("GET /he\u{1}llo HTTP/1.1").is_err());
+    }
+
+    #[test]
+    fn test_is_host() {
+        for host in [
+            "x", "127.0.0.1:8080", "localhost", "example.com:", "", ":80", "a%2Db.example",
+            "[::1]", "[::1]:8080", "[2001:db8::7]:443", "[::ffff:192.0.2.1]", "[v7.a:b]:1",
+        ] {
+            assert!(super::is_host(host), "{:?}", host);
+        }
+        for host in [
+            "a b", "x/y", "x:80:80", "x:port", "user@x", "[::1", "::1", "[::1]x", "[::g]",
+            "[v.a]", "[v7.]", "a%2", "a%zz", "x?", "x#", "\"x\"",
+        ] {
+            assert!(!super::is_host(host), "{:?}", host);
+        }
     }
 }
