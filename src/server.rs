@@ -436,6 +436,10 @@ fn handle(
     // sending its next request down this one. A 413's body was left unread, which closes it.
     if rq.is_last_on_connection() || reply.status == 413 || shared.draining.load(Ordering::SeqCst) {
         reply.header("Connection", "close");
+    } else if *rq.http_version() == (1, 0) {
+        // An HTTP/1.0 client that asked to keep the connection learns that it is kept only
+        // from this (RFC 9112 §9.3, 1.0 clients): without it, it closes and connects again.
+        reply.header("Connection", "keep-alive");
     }
     drop(slot);
     let answer = Answer {

@@ -293,8 +293,12 @@ where
         let header = header.into();
 
         // ignoring forbidden headers; todo-api patch: except `Connection: close`, which a
-        // server that is shutting down sends so that clients stop reusing the connection
-        if (header.field.equiv("Connection") && !header.value.as_str().eq_ignore_ascii_case("close"))
+        // server that is shutting down sends so that clients stop reusing the connection, and
+        // `Connection: keep-alive`, without which an HTTP/1.0 client takes it to be closing
+        let connection = header.value.as_str();
+        if (header.field.equiv("Connection")
+            && !connection.eq_ignore_ascii_case("close")
+            && !connection.eq_ignore_ascii_case("keep-alive"))
             || header.field.equiv("Trailer")
             || header.field.equiv("Transfer-Encoding")
             || header.field.equiv("Upgrade")
