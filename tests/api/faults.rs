@@ -882,9 +882,65 @@ fn a_trickled_chunk_extension_gets_408_at_the_body_deadline() {
     let r = answer.expect("an answer");
     assert_json_error(&r, 408, "a trickled chunk extension");
     assert!(
-        took >= Duration::from_secs(9) && took < Duration::from_secs(15),
+        took >= Duration::from_secs(9) && took < Duration::from_millis(11_500),
         "answered after {took:?}"
     );
+}
+
+/// A byte sent just before the 10 s deadline of a request's headers or body kept the
+/// request alive for up to 10 s more: the deadline was only checked when a read returned,
+/// and a read waited up to the socket's 10 s timeout. Now a read waits at most until the
+/// deadline: 408 at 10 s, in each of the three places a request is read.
+#[test]
+fn a_byte_just_before_the_deadline_does_not_extend_it() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    let heads = [
+        (
+            "headers",
+            "GET /health HTTP/1.1\r\nHost: x\r\n".to_string(),
+            "X",
+        ),
+        (
+            "a Content-Length body",
+            format!("{}Content-Length: 20\r\n\r\n{{", post_head("")),
+            "\"",
+        ),
+        (
+            "a chunked body",
+            format!(
+                "{}Transfer-Encoding: chunked\r\n\r\n14\r\n{{",
+                post_head("")
+            ),
+            "\"",
+        ),
+    ];
+    let probes: Vec<_> = heads
+        .into_iter()
+        .map(|(what, head, late)| {
+            let addr = app.addr;
+            thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                let started = Instant::now();
+                stream.write_all(head.as_bytes()).unwrap();
+                thread::sleep(Duration::from_millis(9_300));
+                stream.write_all(late.as_bytes()).unwrap();
+                let r = try_read_response(&mut BufReader::new(stream));
+                (what, started.elapsed(), r)
+            })
+        })
+        .collect();
+    for probe in probes {
+        let (what, took, r) = probe.join().unwrap();
+        let r = r.unwrap_or_else(|e| panic!("{what}: no answer after {took:?} ({e})"));
+        assert_json_error(&r, 408, what);
+        assert!(
+            took >= Duration::from_millis(9_900) && took < Duration::from_millis(11_500),
+            "{what}: 408 after {took:?}, not at the 10 s deadline"
+        );
+    }
 }
 
 /// `Connection: upgrade` handed the rest of the connection over as the body: the request

@@ -40,6 +40,9 @@ pub struct ClientConnection {
     // todo-api patch: the line being read, a buffer kept for the connection.
     line: Vec<u8>,
 
+    // todo-api patch: the deadline the socket's reads keep to while a request arrives.
+    read_deadline: std::sync::Arc<crate::util::ReadDeadline>,
+
     // todo-api patch: the server's count of requests begun and not yet taken by `recv`,
     // and whether this connection's current request is in it.
     pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -137,6 +140,7 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let read_deadline = read_socket.read_deadline();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -150,6 +154,7 @@ impl ClientConnection {
             secure,
             body_done: None,
             line: Vec::with_capacity(256),
+            read_deadline,
             pending,
             counted: false,
         }
@@ -205,7 +210,15 @@ impl ClientConnection {
                 self.counted = true;
                 self.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
-            let until = *deadline.get_or_insert_with(|| std::time::Instant::now() + HEADER_DEADLINE);
+            let until = match *deadline {
+                Some(until) => until,
+                None => {
+                    let until = std::time::Instant::now() + HEADER_DEADLINE;
+                    *deadline = Some(until);
+                    self.read_deadline.set(Some(until));
+                    until
+                }
+            };
             if std::time::Instant::now() > until {
                 return Err(LineError::Deadline);
             }
@@ -265,6 +278,8 @@ impl ClientConnection {
     /// leaves it; one that arrives stays in it until `Server::recv` takes it.
     fn read(&mut self) -> Result<Request, ReadError> {
         let result = self.read_request();
+        // Between requests the socket waits with its idle timeout.
+        self.read_deadline.set(None);
         if result.is_err() {
             self.uncount();
         }
@@ -290,6 +305,7 @@ impl ClientConnection {
                     skipped += 1;
                     self.uncount();
                     deadline = None;
+                    self.read_deadline.set(None);
                 }
                 let line = std::str::from_utf8(&self.line).expect("a request line is ASCII");
 
@@ -387,6 +403,7 @@ impl ClientConnection {
             *self.remote_addr.as_ref().unwrap(),
             data_source,
             writer,
+            &self.read_deadline,
         )
         .map_err(|e| {
             use crate::request;

@@ -70,6 +70,24 @@ impl Connection {
         }
     }
 }
+impl Connection {
+    /// todo-api patch: the socket's read timeout (`ReadDeadline` shortens it for a while).
+    pub(crate) fn read_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+        match self {
+            Self::Tcp(s) => s.read_timeout(),
+            #[cfg(unix)]
+            Self::Unix(s) => s.read_timeout(),
+        }
+    }
+
+    pub(crate) fn set_read_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_read_timeout(t),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+}
 impl std::io::Read for Connection {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {

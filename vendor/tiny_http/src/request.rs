@@ -164,6 +164,7 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     mut writer: W,
+    read_deadline: &crate::util::ReadDeadline,
 ) -> Result<(Request, Option<Receiver<bool>>), RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -251,6 +252,7 @@ where
                 expects_continue = false;
             }
             let deadline = Instant::now() + BODY_DEADLINE;
+            read_deadline.set(Some(deadline));
             let mut buffer = vec![0; content_length];
             let mut offset = 0;
 
@@ -289,6 +291,7 @@ where
             expects_continue = false;
         }
         let deadline = Instant::now() + BODY_DEADLINE;
+        read_deadline.set(Some(deadline));
         let mut buffer = Vec::new();
         let complete = crate::util::chunked_body::read_chunked(
             &mut source_data,

@@ -3,7 +3,7 @@ pub use self::drain_guard::DrainGuard;
 pub use self::equal_reader::EqualReader;
 pub use self::fused_reader::FusedReader;
 pub use self::messages_queue::MessagesQueue;
-pub use self::refined_tcp_stream::RefinedTcpStream;
+pub use self::refined_tcp_stream::{ReadDeadline, RefinedTcpStream};
 pub use self::sequential::{SequentialReader, SequentialReaderBuilder};
 pub use self::sequential::{SequentialWriter, SequentialWriterBuilder, Turn};
 pub use self::task_pool::TaskPool;

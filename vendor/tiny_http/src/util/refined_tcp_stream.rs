@@ -2,6 +2,8 @@ use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::io::{Error as IoError, ErrorKind};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
@@ -47,6 +49,15 @@ impl Stream {
         }
     }
 
+    /// todo-api patch: the plain socket, for `ReadDeadline` (not kept to over TLS).
+    fn plain(&self) -> Option<&Connection> {
+        match self {
+            Stream::Http(socket) => Some(socket),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => None,
+        }
+    }
+
     fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
@@ -88,11 +99,49 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    // todo-api patch: when what is being read must have arrived; the read half's.
+    read_deadline: Arc<ReadDeadline>,
+    // todo-api patch: the socket's read timeout before a deadline shortened it.
+    idle_timeout: Option<Option<Duration>>,
     // todo-api patch: the client's reading pace (`MIN_READ_RATE`); the write half's.
     pace: Pace,
     // todo-api patch: a write failed, so an answer may have gone out in part: nothing more
     // is written on this connection.
     broken: bool,
+}
+
+/// todo-api patch: the instant by which what a connection's thread is reading must have
+/// arrived (a request's headers, `HEADER_DEADLINE` from its first byte; then its body,
+/// `BODY_DEADLINE`), or none while it waits for the next request. The deadlines were only
+/// checked when a read returned, and a read blocks for up to the socket's 10 s timeout: a
+/// client sending a byte just before a deadline was answered 408 only ~10 s after it. While
+/// a deadline is set, each read from the socket waits at most until it (a `setsockopt`
+/// before the read; a request that arrives whole needs no read while its deadline is set,
+/// so the usual request costs no syscall for this), and the idle timeout is put back at the
+/// first read after.
+#[derive(Default)]
+pub struct ReadDeadline(AtomicU64);
+
+impl ReadDeadline {
+    /// Microseconds after this process-wide instant; 0 is "none".
+    fn epoch() -> Instant {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        *EPOCH.get_or_init(Instant::now)
+    }
+
+    pub fn set(&self, at: Option<Instant>) {
+        let micros = at.map_or(0, |at| {
+            (at.saturating_duration_since(Self::epoch()).as_micros() as u64).max(1)
+        });
+        self.0.store(micros, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<Instant> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            micros => Some(Self::epoch() + Duration::from_micros(micros)),
+        }
+    }
 }
 
 /// todo-api patch: what the write half knows of its client's reading pace.
@@ -167,10 +216,13 @@ impl RefinedTcpStream {
 
         let (read, write) = (stream.clone(), stream);
 
+        let read_deadline = Arc::new(ReadDeadline::default());
         let read = RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            read_deadline: read_deadline.clone(),
+            idle_timeout: None,
             pace: Pace::new(),
             broken: false,
         };
@@ -179,6 +231,8 @@ impl RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            read_deadline,
+            idle_timeout: None,
             pace: Pace::new(),
             broken: false,
         };
@@ -261,8 +315,35 @@ impl Drop for RefinedTcpStream {
     }
 }
 
+impl RefinedTcpStream {
+    /// todo-api patch: the deadline this (read half's) socket's reads keep to.
+    pub(crate) fn read_deadline(&self) -> Arc<ReadDeadline> {
+        self.read_deadline.clone()
+    }
+}
+
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
+        // todo-api patch: `ReadDeadline`.
+        if let Some(socket) = self.stream.plain() {
+            match self.read_deadline.get() {
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(IoError::new(ErrorKind::TimedOut, "past the read deadline"));
+                    }
+                    if self.idle_timeout.is_none() {
+                        self.idle_timeout = Some(socket.read_timeout()?);
+                    }
+                    socket.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+                }
+                None => {
+                    if let Some(idle) = self.idle_timeout.take() {
+                        socket.set_read_timeout(idle)?;
+                    }
+                }
+            }
+        }
         self.stream.read(buf)
     }
 }
