@@ -1742,11 +1742,17 @@ fn past_the_connection_cap_a_silent_connection_holds_up_nobody() {
             reader
         })
         .collect();
-    // Past it: three connections that send nothing, then one that asks.
+    // Past it: three connections that send nothing, one that sends a byte and stops (the
+    // deadline of its request's headers waited up to 10 s for the rest, on the accept
+    // thread), then one that asks.
     let opened = started.elapsed();
-    let silent: Vec<TcpStream> = (0..3)
+    let mut silent: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(app.addr).unwrap())
         .collect();
+    let mut begun = TcpStream::connect(app.addr).unwrap();
+    begun.write_all(b"G").unwrap();
+    silent.push(begun);
+    thread::sleep(Duration::from_millis(100));
     let (took, r) = timed_exchange(
         app.addr,
         b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",

@@ -115,7 +115,8 @@ pub struct RefinedTcpStream {
 /// `BODY_DEADLINE`), or none while it waits for the next request. The deadlines were only
 /// checked when a read returned, and a read blocks for up to the socket's 10 s timeout: a
 /// client sending a byte just before a deadline was answered 408 only ~10 s after it. While
-/// a deadline is set, each read from the socket waits at most until it (a `setsockopt`
+/// a deadline is set, each read from the socket waits at most until it, or the socket's
+/// own read timeout if that is shorter (a `setsockopt`
 /// before the read; a request that arrives whole needs no read while its deadline is set,
 /// so the usual request costs no syscall for this), and the idle timeout is put back at the
 /// first read after.
@@ -335,7 +336,14 @@ impl Read for RefinedTcpStream {
                     if self.idle_timeout.is_none() {
                         self.idle_timeout = Some(socket.read_timeout()?);
                     }
-                    socket.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+                    // Never longer than the socket's own timeout: a connection past the cap
+                    // is read on the accept thread with 200 ms (`REFUSAL_TIMEOUT`), and one
+                    // byte from it held all accepting for the 10 s header deadline.
+                    let wait = match self.idle_timeout.flatten() {
+                        Some(own) => left.min(own),
+                        None => left,
+                    };
+                    socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
                 }
                 None => {
                     if let Some(idle) = self.idle_timeout.take() {
