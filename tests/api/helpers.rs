@@ -404,6 +404,21 @@ pub fn read_response(reader: &mut impl BufRead) -> Response {
     response
 }
 
+/// Reads header lines up to the empty line that ends them, as (name, value) pairs.
+pub fn read_headers(reader: &mut impl BufRead) -> Vec<(String, String)> {
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("header line");
+        let line = line.trim_end();
+        if line.is_empty() {
+            return headers;
+        }
+        let (name, value) = line.split_once(':').expect("header has a colon");
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+}
+
 /// Reads the status line and headers of one response, and no body: an answer to HEAD, which
 /// has none whatever its `Content-Length` says.
 pub fn read_head_response(reader: &mut impl BufRead) -> Response {
@@ -414,17 +429,7 @@ pub fn read_head_response(reader: &mut impl BufRead) -> Response {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad status line {line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("header line");
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':').expect("header has a colon");
-        headers.push((name.trim().to_string(), value.trim().to_string()));
-    }
+    let headers = read_headers(reader);
     Response {
         status,
         headers,

@@ -42,17 +42,7 @@ fn answers(app: &TestApp, raw: &[u8], context: &str) -> Vec<(String, Response)> 
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).expect("header line");
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let (name, value) = line.split_once(':').expect("header has a colon");
-            headers.push((name.trim().to_string(), value.trim().to_string()));
-        }
+        let headers = read_headers(&mut reader);
         let mut answer = Response {
             status,
             headers,
