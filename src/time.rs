@@ -63,7 +63,8 @@ impl Micros {
     pub fn rfc3339_bytes(self) -> Option<[u8; 27]> {
         // Counted from 0001-01-01T00:00:00Z, every quantity is unsigned and the years are
         // those of one 400-year era after another, so the divisions are plain unsigned ones
-        // by constants (cheaper than `div_euclid` and `civil_from_days`' signed arithmetic).
+        // by constants (cheaper than `div_euclid` and `civil_from_days`' signed arithmetic,
+        // around the `date_in_era` both share).
         if !(MIN_MICROS..=MAX_MICROS).contains(&self.0) {
             return None;
         }
@@ -73,16 +74,8 @@ impl Micros {
         let rem = (secs % 86_400) as u32;
         // Days since 0000-03-01 (0001-01-01 is its 306th), as `civil_from_days` counts them.
         let z = (secs / 86_400) as u32 + 306;
-        let (era, doe) = (z / 146_097, z % 146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let (m, y) = if mp < 10 {
-            (mp + 3, era * 400 + yoe)
-        } else {
-            (mp - 9, era * 400 + yoe + 1)
-        };
+        let (year_in_era, m, d) = date_in_era(z % 146_097);
+        let y = z / 146_097 * 400 + year_in_era;
         let mut out = *b"0000-00-00T00:00:00.000000Z";
         let mut put = |at: usize, v: u32| {
             let pair = 2 * v as usize;
@@ -222,21 +215,27 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
+    let (year_in_era, m, d) = date_in_era((z - era * 146_097) as u32);
+    (
+        era * 400 + i64::from(year_in_era),
+        i64::from(m),
+        i64::from(d),
+    )
+}
+
+/// The year within its 400-year era, the month and the day of `doe`, a day of that era
+/// (0..146,097, counted from a 1 March): the unsigned heart of `civil_from_days`, shared
+/// with `Micros::rfc3339_bytes`.
+fn date_in_era(doe: u32) -> (u32, u32, u32) {
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
+    if mp < 10 {
+        (yoe, mp + 3, d)
+    } else {
+        (yoe + 1, mp - 9, d)
+    }
 }
 
 #[cfg(test)]

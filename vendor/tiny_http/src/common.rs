@@ -189,7 +189,7 @@ impl FromStr for Header {
         // byte but the tab (RFC 9110 §5.5). A NUL or an escape was kept in it, and one at
         // either end (a form feed, a vertical tab) was trimmed away as whitespace.
         let value = elems.next().ok_or(())?.trim_matches(|c| c == ' ' || c == '\t');
-        if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+        if !value.bytes().all(is_field_value_byte) {
             return Err(());
         }
         let value = AsciiString::from_ascii(value).map_err(|_| ())?;
@@ -244,9 +244,18 @@ impl FromStr for HeaderField {
 /// todo-api patch: whether `s` is a token (RFC 9110 §5.6.2), as a field name and a method
 /// must be: one or more of the visible characters that delimit nothing.
 pub(crate) fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(is_tchar)
+}
+
+/// todo-api patch: a byte a token may hold (`tchar`, RFC 9110 §5.6.2).
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// todo-api patch: a byte a field value may hold: anything but a control character other
+/// than HTAB (RFC 9110 §5.5).
+pub(crate) fn is_field_value_byte(b: u8) -> bool {
+    b == b'\t' || !b.is_ascii_control()
 }
 
 impl Display for HeaderField {

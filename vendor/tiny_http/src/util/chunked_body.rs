@@ -12,6 +12,8 @@
 
 use std::io::{self, ErrorKind, Read};
 
+use crate::common::{is_field_value_byte, is_tchar};
+
 /// The longest chunk-size line, extensions included, and the longest trailer line.
 pub const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// The most trailer bytes, as for a request's headers.
@@ -170,9 +172,7 @@ fn chunk_ext(mut rest: &[u8]) -> bool {
 
 /// The length of the token `s` starts with (RFC 9110 §5.6.2).
 fn token_len(s: &[u8]) -> usize {
-    s.iter()
-        .take_while(|&&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-        .count()
+    s.iter().take_while(|&&b| is_tchar(b)).count()
 }
 
 /// The length of the quoted-string `s` starts with (RFC 9110 §5.6.4), or 0 if it is not one.
@@ -197,9 +197,7 @@ fn field_line(line: &[u8]) -> bool {
     let name = token_len(line);
     name > 0
         && line.get(name) == Some(&b':')
-        && line[name + 1..]
-            .iter()
-            .all(|&b| b == b'\t' || !(b < 0x20 || b == 0x7f))
+        && line[name + 1..].iter().all(|&b| is_field_value_byte(b))
 }
 
 #[cfg(test)]
