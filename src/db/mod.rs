@@ -103,6 +103,10 @@ pub fn open(
 pub fn redact(database: &Database) -> String {
     match database {
         Database::Sqlite(path) => format!("sqlite {path}"),
+        Database::Postgres(url) if !query_names_are_plain(url) => {
+            // A raw `?` in the password ends the URL's base inside it.
+            "postgres (a URL that cannot be read; not shown)".into()
+        }
         Database::Postgres(url) => {
             let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
             let rest = rest.split('?').next().unwrap_or("");
@@ -110,6 +114,18 @@ pub fn redact(database: &Database) -> String {
             format!("postgres {host_and_db}")
         }
     }
+}
+
+/// Whether every parameter name after a PostgreSQL URL's first `?` is a plain word, as
+/// libpq's are (`sslmode`, `application_name`). One that is not is most likely the rest of
+/// a password holding a raw `?`, which must then be neither shown nor taken for a
+/// parameter (the driver's refusal of an unknown one quotes its name).
+pub(crate) fn query_names_are_plain(url: &str) -> bool {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    query.split('&').filter(|p| !p.is_empty()).all(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
 }
 
 /// The selected columns, in the order `Task` is built from; a macro so that the fixed
@@ -159,5 +175,15 @@ mod tests {
         let shown = redact(&db);
         assert_eq!(shown, "postgres ep-x-pooler.aws.neon.tech/neondb");
         assert!(!shown.contains("npg_secret"));
+    }
+
+    #[test]
+    fn redact_shows_nothing_of_a_password_holding_a_raw_question_mark() {
+        let db = Database::Postgres("postgres://owner:se?krit@db.example/app".into());
+        let shown = redact(&db);
+        assert!(!shown.contains("se") && !shown.contains("krit"), "{shown}");
+        // A parameter value may hold anything, `@` included.
+        let db = Database::Postgres("postgres://db.example/app?application_name=a@b".into());
+        assert_eq!(redact(&db), "postgres db.example/app");
     }
 }

@@ -1074,6 +1074,15 @@ impl<'a> FromSql<'a> for Micros {
 /// `sslrootcert=` (where config.rs puts `PGSSLROOTCERT`). Without any `sslmode`, the
 /// connection is plain TCP, as for a local database.
 fn connect_options(url: &str) -> Result<(postgres::Config, Option<MakeTlsConnector>), String> {
+    if !super::query_names_are_plain(url) {
+        // Nothing of the URL is quoted: the "name" may be the rest of a password.
+        return Err(
+            "DATABASE_URL cannot be read: after its `?` comes a parameter name that \
+                    is not a word; a `?`, `#`, `@` or `/` in the user name or password must \
+                    be percent-encoded (`?` as %3F)"
+                .into(),
+        );
+    }
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut root_cert = None;
     let mut ssl_requested = false;
@@ -1260,6 +1269,21 @@ mod tests {
         // Percent-escaped, an accepted value is still accepted, as the driver decodes it.
         let (c, _) = connect_options("postgres://h/db?sslmode=requir%65").unwrap();
         assert_eq!(c.get_ssl_mode(), SslMode::Require);
+    }
+
+    #[test]
+    fn a_raw_question_mark_in_the_password_is_refused_without_quoting_it() {
+        let err = connect_options("postgres://owner:se?krit@db.example:5432/app?sslmode=require")
+            .err()
+            .unwrap();
+        assert!(err.contains("percent-encoded (`?` as %3F)"), "{err}");
+        assert!(
+            !err.contains("krit") && !err.contains("db.example"),
+            "{err}"
+        );
+        // Encoded, it is a password like any other.
+        let (c, _) = connect_options("postgres://owner:se%3Fkrit@db.example/app").unwrap();
+        assert_eq!(c.get_password(), Some(&b"se?krit"[..]));
     }
 
     #[test]
