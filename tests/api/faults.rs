@@ -1760,6 +1760,7 @@ fn past_the_connection_cap_a_silent_connection_holds_up_nobody() {
     );
     let r = r.unwrap_or_else(|e| panic!("no answer past the cap after {took:?}: {e}"));
     assert_json_error(&r, 503, "past the cap");
+    assert_eq!(r.header("Retry-After"), Some("1"), "past the cap");
     assert!(took < Duration::from_secs(2), "answered after {took:?}");
     // Below the cap again: served.
     drop(silent);

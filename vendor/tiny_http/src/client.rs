@@ -119,11 +119,16 @@ pub(crate) fn early_response(status: u16, detail: &str) -> Response<std::io::Cur
         Some(hook) => hook(status, detail),
         None => format!("conn-{}", NEXT.fetch_add(1, Ordering::Relaxed)),
     };
-    Response::from_data(format!("{{\"detail\":\"{detail}\"}}").into_bytes())
+    let response = Response::from_data(format!("{{\"detail\":\"{detail}\"}}").into_bytes())
         .with_status_code(StatusCode(status))
         .with_header(Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).unwrap())
         .with_header(Header::from_bytes(&b"X-Request-Id"[..], id.as_bytes()).unwrap())
-        .with_header(closing())
+        .with_header(closing());
+    // As on the server's own 503s: when to try again.
+    match status {
+        503 => response.with_header(Header::from_bytes(&b"Retry-After"[..], &b"1"[..]).unwrap()),
+        _ => response,
+    }
 }
 
 /// todo-api patch: `Connection: close`, on every answer after which this connection ends.
