@@ -1104,8 +1104,8 @@ fn connect_options(url: &str) -> Result<(postgres::Config, Option<MakeTlsConnect
                          disable, prefer, require, verify-ca or verify-full"
                     ));
                 }
-                ssl_requested = value != "disable";
-                let mode = match value {
+                ssl_requested = decoded != "disable";
+                let mode = match decoded.as_str() {
                     "verify-ca" | "verify-full" => "require",
                     other => other,
                 };
@@ -1269,6 +1269,11 @@ mod tests {
         // Percent-escaped, an accepted value is still accepted, as the driver decodes it.
         let (c, _) = connect_options("postgres://h/db?sslmode=requir%65").unwrap();
         assert_eq!(c.get_ssl_mode(), SslMode::Require);
+        let (c, tls) = connect_options("postgres://h/db?sslmode=verify%2Dfull").unwrap();
+        assert_eq!(c.get_ssl_mode(), SslMode::Require);
+        assert!(tls.is_some(), "verify-full, escaped, verifies as verify-full does");
+        let (_, tls) = connect_options("postgres://h/db?sslmode=disabl%65").unwrap();
+        assert!(tls.is_none());
     }
 
     #[test]
