@@ -1271,7 +1271,10 @@ mod tests {
         assert_eq!(c.get_ssl_mode(), SslMode::Require);
         let (c, tls) = connect_options("postgres://h/db?sslmode=verify%2Dfull").unwrap();
         assert_eq!(c.get_ssl_mode(), SslMode::Require);
-        assert!(tls.is_some(), "verify-full, escaped, verifies as verify-full does");
+        assert!(
+            tls.is_some(),
+            "verify-full, escaped, verifies as verify-full does"
+        );
         let (_, tls) = connect_options("postgres://h/db?sslmode=disabl%65").unwrap();
         assert!(tls.is_none());
     }

@@ -972,3 +972,113 @@ fn sqlite_writes_again_once_its_file_is_writable_again() {
         why.join("\n")
     );
 }
+
+/// A TCP relay to `target` that can be switched to hold: while it holds, it accepts
+/// connections and never reads from or answers them, keeping them open for good, as a
+/// frozen host (whose kernel still completes the handshake) or a hung proxy does.
+struct Relay {
+    addr: SocketAddr,
+    holding: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start(target: SocketAddr) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let holding = Arc::new(AtomicBool::new(true));
+        let hold = holding.clone();
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if hold.load(Ordering::SeqCst) {
+                    held.push(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    thread::spawn(move || {
+                        let _ = io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Relay { addr, holding }
+    }
+}
+
+/// A PostgreSQL URL's scheme, `host:port`, user info (with its `@`) and what follows them.
+fn authority(url: &str) -> (&str, String, &str, &str) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (user, host) = match rest[..end].rfind('@') {
+        Some(at) => (&rest[..=at], &rest[at + 1..end]),
+        None => ("", &rest[..end]),
+    };
+    let host = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:5432")
+    };
+    (scheme, host, user, &rest[end..])
+}
+
+/// The URL with its address replaced by `addr`, and a 1 s `connect_timeout`.
+fn relayed(url: &str, addr: SocketAddr) -> String {
+    let (scheme, _, user, tail) = authority(url);
+    let joiner = if tail.contains('?') { '&' } else { '?' };
+    format!("{scheme}://{user}{addr}{tail}{joiner}connect_timeout=1")
+}
+
+/// A database address that accepts connections and never answers them (a frozen host, a
+/// hung proxy or pooler; a failover then sends new connections elsewhere): each attempt
+/// gives up after `connect_timeout`, and the server serves again as soon as connections
+/// are answered. The start-up after the TCP handshake had no bound: r2d2 connects on
+/// three threads of its own, each was held for good, and the pool never connected again.
+#[test]
+fn connections_that_are_never_answered_are_given_up_and_the_pool_recovers() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    let db = TestDb::new(&engine);
+    let url = db.postgres_url().unwrap();
+    // Arrange: every connection is held, from the server's start on.
+    let target = {
+        use std::net::ToSocketAddrs;
+        authority(&url).1.to_socket_addrs().unwrap().next().unwrap()
+    };
+    let relay = Relay::start(target);
+    let through_relay = relayed(&url, relay.addr);
+    let app = TestApp::spawn_with(db, |c| c.database = Database::Postgres(through_relay));
+    let alice = app.user("alice");
+    for _ in 0..3 {
+        let r = alice.get("/api/tasks");
+        assert_eq!(r.status, 503, "{}", r.text());
+    }
+
+    // Act: the address answers again (the held connections stay held).
+    relay.holding.store(false, Ordering::SeqCst);
+
+    // Assert: served again, soon.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = alice.get("/api/tasks");
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} 15 s after the database answered again: {}",
+            r.status,
+            r.text()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    app.create(&alice, r#"{"title": "after the hang"}"#);
+}

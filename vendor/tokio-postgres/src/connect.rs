@@ -163,7 +163,22 @@ where
     // todo-api patch: kept for `CancelToken::shutdown_socket`.
     #[cfg(unix)]
     let duplicate = socket.duplicate().ok().map(std::sync::Arc::new);
-    let (mut client, mut connection) = connect_raw(socket, tls, has_hostname, config).await?;
+    // todo-api patch: the start-up (TLS, authentication, the server's parameters) is bounded
+    // by `connect_timeout` too, which bounded the TCP connect only. A server that accepts
+    // the connection and then never answers (a frozen host whose kernel still completes the
+    // handshake; a proxy or pooler that hangs) held the connecting thread for good: r2d2
+    // connects on three threads of its own, and with each one held so, the pool never made
+    // a connection again, not even once the address led to a database that answers.
+    let start_up = connect_raw(socket, tls, has_hostname, config);
+    let (mut client, mut connection) = match config.connect_timeout {
+        Some(limit) => tokio::time::timeout(limit, start_up).await.map_err(|_| {
+            Error::connect(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the server did not complete the connection's start-up in time",
+            ))
+        })??,
+        None => start_up.await?,
+    };
 
     if config.target_session_attrs != TargetSessionAttrs::Any {
         let mut rows = pin!(client.simple_query_raw("SHOW transaction_read_only"));
