@@ -1,8 +1,8 @@
 //! The JSON Web Key Set that Better Auth's JWT plugin publishes: fetched on demand with a
-//! short timeout, cached by `kid`, and fetched again for an unknown `kid` at most once
-//! per `REFETCH_INTERVAL`, so that a flood of bad tokens never becomes a flood of fetches.
+//! short timeout, cached by `kid`, and fetched again for an unknown `kid` at most once a
+//! second, so that a flood of bad tokens never becomes a flood of fetches nor a queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Mutex, RwLock};
@@ -11,11 +11,21 @@ use std::time::{Duration, Instant};
 use jwt_simple::prelude::*;
 use serde_json::Value;
 
-/// API.md, Authentication: an unknown `kid` refetches the set at most this often.
+/// API.md, Authentication: how long a `kid` that a fetch did not have stays refused (401)
+/// while no other fetch may start, the JWKS endpoint being down.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// The shortest time from the end of one fetch to the start of the next, whatever kids
+/// ask for it: made-up kids cost at most one fetch a second, and a hanging endpoint holds
+/// one worker for at most two seconds in three. It is the `Retry-After: 1` that
+/// `Error::to_reply` puts on every 503, so a client that waits as told may fetch.
+const FETCH_GAP: Duration = Duration::from_secs(1);
 /// The longest one fetch takes, connecting, sending and reading all included (however
-/// slowly the JWKS server trickles its answer); only requests needing a new key wait on it.
+/// slowly the JWKS server trickles its answer); only the request that started it waits on
+/// it.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most kids kept as asked for or as missing: enough for every stale token of a busy
+/// rotation, few enough that made-up kids cannot fill the memory.
+const MAX_KIDS: usize = 1024;
 /// The largest JWKS document we read.
 const MAX_JWKS_BYTES: u64 = 256 * 1024;
 
@@ -73,9 +83,104 @@ pub struct Jwks {
     shown: String,
     refetch: Duration,
     keys: RwLock<HashMap<String, std::sync::Arc<PublicKey>>>,
-    /// When the last fetch ended, and whether it failed; held while fetching, so that
-    /// concurrent requests for a new key share one fetch.
-    last_fetch: Mutex<Option<(Instant, bool)>>,
+    /// Whether a fetch may start now, and what the fetches so far said about unknown kids.
+    /// Held only to decide and to record, never during a fetch: a request that may not
+    /// fetch is answered at once instead of waiting in one of the few worker slots.
+    fetches: Mutex<Fetches>,
+}
+
+/// The bookkeeping of the fetches for unknown kids, apart from the network.
+#[derive(Default)]
+struct Fetches {
+    /// A fetch is under way: no second one starts.
+    running: bool,
+    /// When the last fetch ended, and whether it failed.
+    last: Option<(Instant, bool)>,
+    /// Kids refused while a fetch ran or `FETCH_GAP` held: the next fetch to start judges
+    /// them, as it began after they were asked for.
+    asked: HashSet<String>,
+    /// Kids that the last successful fetch did not contain although it began after they
+    /// were asked for (or had been in the set), until `missing_until`: refused with 401
+    /// while no fetch may start. Once one may, such a kid is fetched for like any other:
+    /// a kid asked for before its key existed (Better Auth's kids can be serial numbers)
+    /// is not refused for longer than the gap. A kid that no fetch was asked about is
+    /// never among them, so a made-up kid cannot make a new key look unknown.
+    missing: HashSet<String>,
+    missing_until: Option<Instant>,
+}
+
+impl Fetches {
+    /// For a `kid` the set does not have: the kids the fetch this request is to run will
+    /// judge (this one among them), or why there is no fetch now.
+    fn begin(&mut self, kid: &str, now: Instant) -> Result<HashSet<String>, KeyError> {
+        if self.missing_until.is_some_and(|until| now >= until) {
+            self.missing.clear();
+            self.missing_until = None;
+        }
+        let why = match self.last {
+            _ if self.running => "a JWKS fetch is under way",
+            Some((at, failed)) if now.saturating_duration_since(at) < FETCH_GAP => {
+                if self.missing.contains(kid) {
+                    return Err(KeyError::Unknown(format!(
+                        "unknown kid {} (not in the JWKS fetched since it was asked for)",
+                        shown(kid)
+                    )));
+                }
+                if failed {
+                    "the last JWKS fetch failed"
+                } else {
+                    "the JWKS was fetched less than a second ago"
+                }
+            }
+            _ => {
+                self.running = true;
+                let mut judged = std::mem::take(&mut self.asked);
+                judged.insert(kid.to_string());
+                return Ok(judged);
+            }
+        };
+        // Once full, a kid is not recorded: it starts a fetch of its own when asked again,
+        // which costs no more than the gap allows.
+        if self.asked.len() < MAX_KIDS {
+            self.asked.insert(kid.to_string());
+        }
+        // Whether the kid is good cannot be told before the next fetch: not a 401, which
+        // would sign the user out.
+        Err(KeyError::Unavailable(format!(
+            "unknown kid {}, and {why}",
+            shown(kid)
+        )))
+    }
+
+    /// Records the end of a fetch `begin` allowed, which found the set `after` in place of
+    /// `before`.
+    fn succeeded<K>(
+        &mut self,
+        now: Instant,
+        refetch: Duration,
+        judged: HashSet<String>,
+        before: &HashMap<String, K>,
+        after: &HashMap<String, K>,
+    ) {
+        self.running = false;
+        self.last = Some((now, false));
+        // Replaced, not added to: a kid missing from an older set may be in this one, and
+        // the set is the authority.
+        self.missing = judged
+            .into_iter()
+            .chain(before.keys().cloned())
+            .filter(|kid| !after.contains_key(kid))
+            .take(MAX_KIDS)
+            .collect();
+        self.missing_until = Some(now + refetch);
+    }
+
+    /// Records the end of a fetch `begin` allowed, which failed. The kids it was to judge
+    /// are forgotten: asked again, they are judged by a later fetch.
+    fn failed(&mut self, now: Instant) {
+        self.running = false;
+        self.last = Some((now, true));
+    }
 }
 
 /// A token's `kid` for the log: whoever sent the token chose it, and it may be kilobytes
@@ -91,9 +196,10 @@ fn shown(kid: &str) -> String {
 /// Why `Jwks::key` has no key for a kid.
 #[derive(Debug, PartialEq, Eq)]
 pub enum KeyError {
-    /// The set, fetched (or fetched recently), does not have it: the token is refused.
+    /// A fetch begun after the kid was asked for did not have it: the token is refused.
     Unknown(String),
-    /// The set could not be fetched: whether the kid is good cannot be told now.
+    /// The set could not be fetched, or may not be fetched yet: whether the kid is good
+    /// cannot be told now.
     Unavailable(String),
 }
 
@@ -107,67 +213,68 @@ impl From<KeyError> for crate::error::Error {
 }
 
 impl Jwks {
-    /// A set fetched from `url` when first needed, and again at most every `refetch`.
+    /// A set fetched from `url` when first needed; a kid a fetch did not have is refused
+    /// while no fetch may start, for at most `refetch`.
     pub fn new(url: String, refetch: Duration) -> Jwks {
         Jwks {
             shown: without_userinfo(&url),
             url,
             refetch,
             keys: RwLock::new(HashMap::new()),
-            last_fetch: Mutex::new(None),
+            fetches: Mutex::new(Fetches::default()),
         }
     }
 
-    /// The key with this `kid`, fetching the set if it is unknown and the last fetch is
-    /// older than the refetch interval. Unknown after a fetch that failed (the endpoint is
-    /// down or answers garbage), the kid may well be good: `KeyError::Unavailable`.
+    /// The key with this `kid`, fetching the set if it is unknown, no fetch is under way
+    /// and the last one ended over `FETCH_GAP` ago. A request that may not fetch now does
+    /// not wait: `KeyError::Unavailable`, as after a fetch that failed (the endpoint is
+    /// down or answers garbage), for the kid may well be good. `KeyError::Unknown` only
+    /// when a fetch begun after the kid was asked for did not have it.
     pub fn key(&self, kid: &str) -> Result<std::sync::Arc<PublicKey>, KeyError> {
         if let Some(key) = self.current(kid) {
             return Ok(key);
         }
-        let mut last = self.last_fetch.lock().unwrap_or_else(|p| p.into_inner());
-        // Another request may have fetched while this one waited for the lock.
-        if let Some(key) = self.current(kid) {
-            return Ok(key);
-        }
-        if let Some((at, failed)) = *last {
-            if at.elapsed() < self.refetch {
-                return Err(if failed {
-                    KeyError::Unavailable(format!(
-                        "unknown kid {}, and the last JWKS fetch failed",
-                        shown(kid)
-                    ))
-                } else {
-                    KeyError::Unknown(format!(
-                        "unknown kid {} (JWKS fetched recently)",
-                        shown(kid)
-                    ))
-                });
+        let judged = {
+            let mut fetches = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
+            // A fetch may have ended since `current` looked.
+            if let Some(key) = self.current(kid) {
+                return Ok(key);
             }
-        }
-        let fetched = fetch(&self.url).and_then(|body| parse_set(&body));
-        *last = Some((Instant::now(), fetched.is_err()));
-        let failed = match fetched {
-            Ok(keys) => {
+            fetches.begin(kid, Instant::now())?
+        };
+        // Even a panic (a key the parser chokes on) must end the fetch, or none would start
+        // again.
+        let fetched =
+            std::panic::catch_unwind(|| fetch(&self.url).and_then(|body| parse_set(&body)))
+                .unwrap_or_else(|_| Err("the JWKS fetch panicked".to_string()));
+        let failure = match fetched {
+            Ok(set) => {
                 log::info!(
                     "fetched {} key(s) from the JWKS at {}",
-                    keys.len(),
+                    set.len(),
                     self.shown
                 );
-                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+                let mut fetches = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
+                let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+                fetches.succeeded(Instant::now(), self.refetch, judged, &keys, &set);
+                *keys = set;
                 None
             }
             Err(e) => {
                 log::warn!("cannot fetch the JWKS at {}: {e}", self.shown);
+                let mut fetches = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
+                fetches.failed(Instant::now());
                 Some(e)
             }
         };
-        drop(last);
-        self.current(kid).ok_or_else(|| match failed {
+        self.current(kid).ok_or_else(|| match failure {
             Some(e) => {
                 KeyError::Unavailable(format!("unknown kid {}; JWKS fetch: {e}", shown(kid)))
             }
-            None => KeyError::Unknown(format!("unknown kid {}", shown(kid))),
+            None => KeyError::Unknown(format!(
+                "unknown kid {} (not in the JWKS just fetched)",
+                shown(kid)
+            )),
         })
     }
 
@@ -400,6 +507,145 @@ mod tests {
         // Fetching such a URL neither sends nor reports the password.
         let e = fetch("http://user:secret-pw@127.0.0.1:1/jwks").unwrap_err();
         assert!(!e.contains("secret-pw"), "{e}");
+    }
+
+    /// A key set as `Fetches` sees one: its kids.
+    fn set(kids: &[&str]) -> HashMap<String, ()> {
+        kids.iter().map(|kid| (kid.to_string(), ())).collect()
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_made_up_kid_never_makes_a_new_key_unknown() {
+        let (mut f, t0) = (Fetches::default(), Instant::now());
+        let judged = f.begin("garbage", t0).unwrap();
+        f.succeeded(t0, REFETCH_INTERVAL, judged, &set(&[]), &set(&["k1"]));
+        // The made-up kid is refused from the record, without a fetch...
+        assert!(matches!(
+            f.begin("garbage", t0 + ms(10)),
+            Err(KeyError::Unknown(_))
+        ));
+        // ...but a kid no fetch was asked about is not: try again shortly, then a fetch.
+        assert!(matches!(
+            f.begin("k2", t0 + ms(10)),
+            Err(KeyError::Unavailable(_))
+        ));
+        assert!(f.begin("k2", t0 + FETCH_GAP).unwrap().contains("k2"));
+    }
+
+    #[test]
+    fn a_kid_asked_for_before_its_key_existed_is_fetched_for_again() {
+        let (mut f, t0) = (Fetches::default(), Instant::now());
+        let judged = f.begin("k2", t0).unwrap();
+        f.succeeded(t0, REFETCH_INTERVAL, judged, &set(&[]), &set(&["k1"]));
+        assert!(matches!(
+            f.begin("k2", t0 + ms(10)),
+            Err(KeyError::Unknown(_))
+        ));
+        // Better Auth has made k2 since: once a fetch may start, k2 is fetched for.
+        assert!(f.begin("k2", t0 + FETCH_GAP).is_ok());
+    }
+
+    #[test]
+    fn one_fetch_at_a_time_and_one_a_second() {
+        let (mut f, t0) = (Fetches::default(), Instant::now());
+        assert!(f.begin("a", t0).is_ok());
+        let under_way = f.begin("b", t0 + ms(500)).unwrap_err();
+        assert!(
+            matches!(&under_way, KeyError::Unavailable(why) if why.contains("under way")),
+            "{under_way:?}"
+        );
+        // However long the fetch takes, the gap counts from its end.
+        f.failed(t0 + FETCH_TIMEOUT);
+        let failed = f.begin("b", t0 + FETCH_TIMEOUT + ms(999)).unwrap_err();
+        assert!(
+            matches!(&failed, KeyError::Unavailable(why) if why.contains("failed")),
+            "{failed:?}"
+        );
+        assert!(f.begin("b", t0 + FETCH_TIMEOUT + FETCH_GAP).is_ok());
+        assert!(f.begin("c", t0 + ms(9000)).is_err(), "still under way");
+    }
+
+    #[test]
+    fn a_fetch_judges_only_the_kids_asked_for_before_it_began() {
+        let (mut f, t0) = (Fetches::default(), Instant::now());
+        let judged = f.begin("a", t0).unwrap();
+        // Asked for while the fetch runs: it may have been added after the fetch read the set.
+        assert!(f.begin("b", t0 + ms(1)).is_err());
+        f.succeeded(
+            t0 + ms(2),
+            REFETCH_INTERVAL,
+            judged,
+            &set(&[]),
+            &set(&["k1"]),
+        );
+        assert!(matches!(
+            f.begin("a", t0 + ms(3)),
+            Err(KeyError::Unknown(_))
+        ));
+        assert!(matches!(
+            f.begin("b", t0 + ms(3)),
+            Err(KeyError::Unavailable(_))
+        ));
+        // The next fetch judges "b", which it has, and "c", which it has not; "a" is for it
+        // to judge again when asked, and a kid rotated out of the set is missing.
+        let judged = f.begin("c", t0 + ms(2000)).unwrap();
+        assert_eq!(judged, HashSet::from(["b".to_string(), "c".to_string()]));
+        let t1 = t0 + ms(2001);
+        f.succeeded(t1, REFETCH_INTERVAL, judged, &set(&["k1"]), &set(&["b"]));
+        assert_eq!(
+            f.missing,
+            HashSet::from(["c".to_string(), "k1".to_string()])
+        );
+        assert!(matches!(f.begin("a", t1), Err(KeyError::Unavailable(_))));
+    }
+
+    #[test]
+    fn while_fetches_fail_a_missing_kid_is_refused_for_the_refetch_interval() {
+        let (mut f, t0) = (Fetches::default(), Instant::now());
+        let judged = f.begin("gone", t0).unwrap();
+        f.succeeded(t0, REFETCH_INTERVAL, judged, &set(&[]), &set(&["k1"]));
+        // The endpoint goes down: "gone" starts a fetch, which fails...
+        let mut t = t0 + FETCH_GAP;
+        while t + FETCH_TIMEOUT < t0 + REFETCH_INTERVAL {
+            assert!(f.begin("gone", t).is_ok());
+            f.failed(t + FETCH_TIMEOUT);
+            t += FETCH_TIMEOUT;
+            // ...and until the next may start, a fetch that worked has said enough.
+            assert!(matches!(f.begin("gone", t), Err(KeyError::Unknown(_))));
+            t += FETCH_GAP;
+        }
+        let later = t0 + REFETCH_INTERVAL;
+        assert!(f.begin("gone", later).is_ok());
+        f.failed(later + FETCH_TIMEOUT);
+        assert!(matches!(
+            f.begin("gone", later + FETCH_TIMEOUT),
+            Err(KeyError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn the_records_of_kids_are_bounded() {
+        let (mut f, t0) = (Fetches::default(), Instant::now());
+        let judged = f.begin("first", t0).unwrap();
+        for i in 0..2 * MAX_KIDS {
+            assert!(f.begin(&format!("rogue-{i}"), t0).is_err());
+        }
+        assert_eq!(f.asked.len(), MAX_KIDS);
+        f.succeeded(t0, REFETCH_INTERVAL, judged, &set(&[]), &set(&[]));
+        let judged = f.begin("another", t0 + FETCH_GAP).unwrap();
+        assert_eq!(judged.len(), MAX_KIDS + 1);
+        f.succeeded(
+            t0 + FETCH_GAP,
+            REFETCH_INTERVAL,
+            judged,
+            &set(&[]),
+            &set(&[]),
+        );
+        assert_eq!(f.missing.len(), MAX_KIDS);
     }
 
     #[test]
