@@ -4,8 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::{Mutex, RwLock};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{mpsc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use jwt_simple::prelude::*;
@@ -19,9 +19,9 @@ pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// one worker for at most two seconds in three. It is the `Retry-After: 1` that
 /// `Error::to_reply` puts on every 503, so a client that waits as told may fetch.
 const FETCH_GAP: Duration = Duration::from_secs(1);
-/// The longest one fetch takes, connecting, sending and reading all included (however
-/// slowly the JWKS server trickles its answer); only the request that started it waits on
-/// it.
+/// The longest one fetch takes, resolving the host, connecting, sending and reading all
+/// included (however slowly the JWKS server trickles its answer); only the request that
+/// started it waits on it.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 /// The most kids kept as asked for or as missing: enough for every stale token of a busy
 /// rotation, few enough that made-up kids cannot fill the memory.
@@ -87,6 +87,9 @@ pub struct Jwks {
     /// Held only to decide and to record, never during a fetch: a request that may not
     /// fetch is answered at once instead of waiting in one of the few worker slots.
     fetches: Mutex<Fetches>,
+    /// The lookup of the JWKS host that a fetch stopped waiting for (see `resolve`); only
+    /// the one running fetch takes it.
+    lookup: Mutex<Option<Lookup>>,
 }
 
 /// The bookkeeping of the fetches for unknown kids, apart from the network.
@@ -222,6 +225,7 @@ impl Jwks {
             refetch,
             keys: RwLock::new(HashMap::new()),
             fetches: Mutex::new(Fetches::default()),
+            lookup: Mutex::new(None),
         }
     }
 
@@ -244,9 +248,11 @@ impl Jwks {
         };
         // Even a panic (a key the parser chokes on) must end the fetch, or none would start
         // again.
-        let fetched =
-            std::panic::catch_unwind(|| fetch(&self.url).and_then(|body| parse_set(&body)))
-                .unwrap_or_else(|_| Err("the JWKS fetch panicked".to_string()));
+        let fetched = std::panic::catch_unwind(|| {
+            let mut lookup = self.lookup.lock().unwrap_or_else(|p| p.into_inner());
+            fetch(&self.url, &mut lookup).and_then(|body| parse_set(&body))
+        })
+        .unwrap_or_else(|_| Err("the JWKS fetch panicked".to_string()));
         let failure = match fetched {
             Ok(set) => {
                 log::info!(
@@ -322,8 +328,9 @@ pub fn parse_set(body: &[u8]) -> Result<HashMap<String, std::sync::Arc<PublicKey
     Ok(out)
 }
 
-/// A minimal HTTP/1.1 GET over TCP or TLS (native-tls, verified), following no redirects.
-fn fetch(url: &str) -> Result<Vec<u8>, String> {
+/// A minimal HTTP/1.1 GET over TCP or TLS (native-tls, verified), following no redirects;
+/// `lookup` is the host's lookup an earlier fetch of the same URL stopped waiting for.
+fn fetch(url: &str, lookup: &mut Option<Lookup>) -> Result<Vec<u8>, String> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("http://") {
@@ -350,13 +357,12 @@ fn fetch(url: &str) -> Result<Vec<u8>, String> {
     } else {
         format!("{host}:{}", if tls { 443 } else { 80 })
     };
-    let addr = addr_text
-        .to_socket_addrs()
-        .map_err(|e| format!("resolving {addr_text}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{addr_text} has no address"))?;
     let deadline = Instant::now() + FETCH_TIMEOUT;
-    let tcp = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT).map_err(|e| e.to_string())?;
+    let addr = resolve(&addr_text, deadline, lookup, |name| {
+        name.to_socket_addrs().map(Iterator::collect)
+    })?;
+    let left = time_left(deadline).map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect_timeout(&addr, left).map_err(|e| e.to_string())?;
     let bounded = Bounded { tcp, deadline };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\n\
@@ -381,6 +387,63 @@ fn fetch(url: &str) -> Result<Vec<u8>, String> {
     Ok(body)
 }
 
+/// A lookup of the JWKS host on a thread of its own: its addresses, once it has them.
+type Lookup = mpsc::Receiver<std::io::Result<Vec<SocketAddr>>>;
+
+/// The first address of `addr_text` (`host:port`), by `lookup`. The system resolver may
+/// take 5 to 20 s to give up, so the lookup runs on a thread of its own and is waited for
+/// only until `deadline`. One not answered by then is left in `pending`, and the next fetch
+/// waits for it rather than start another: a resolver that hangs holds one thread, not one
+/// per fetch.
+fn resolve(
+    addr_text: &str,
+    deadline: Instant,
+    pending: &mut Option<Lookup>,
+    lookup: impl FnOnce(&str) -> std::io::Result<Vec<SocketAddr>> + Send + 'static,
+) -> Result<SocketAddr, String> {
+    let answer = match pending.take() {
+        Some(answer) => answer,
+        None => {
+            let (tx, rx) = mpsc::channel();
+            let name = addr_text.to_string();
+            std::thread::Builder::new()
+                .name("jwks-lookup".into())
+                // Nobody may want the answer any more: then it is dropped.
+                .spawn(move || drop(tx.send(lookup(&name))))
+                .map_err(|e| format!("cannot look up {addr_text}: {e}"))?;
+            rx
+        }
+    };
+    match answer.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(Ok(addrs)) => addrs
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{addr_text} has no address")),
+        Ok(Err(e)) => Err(format!("resolving {addr_text}: {e}")),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            *pending = Some(answer);
+            Err(format!(
+                "{addr_text} did not resolve in time (a fetch has {FETCH_TIMEOUT:?} in all)"
+            ))
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Err(format!("the lookup of {addr_text} ended without an answer"))
+        }
+    }
+}
+
+/// What is left until `deadline`, or a timeout error once it has passed.
+fn time_left(deadline: Instant) -> std::io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the JWKS fetch took too long",
+        ));
+    }
+    Ok(left)
+}
+
 /// A socket whose reads and writes fail once `deadline` has passed: each waits at most the
 /// time left, so a server that sends a byte now and then cannot stretch a fetch.
 #[derive(Debug)]
@@ -389,29 +452,17 @@ struct Bounded {
     deadline: Instant,
 }
 
-impl Bounded {
-    fn time_left(&self) -> std::io::Result<Duration> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the JWKS fetch took too long",
-            ));
-        }
-        Ok(left)
-    }
-}
-
 impl Read for Bounded {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.tcp.set_read_timeout(Some(self.time_left()?))?;
+        self.tcp.set_read_timeout(Some(time_left(self.deadline)?))?;
         self.tcp.read(buf)
     }
 }
 
 impl Write for Bounded {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tcp.set_write_timeout(Some(self.time_left()?))?;
+        self.tcp
+            .set_write_timeout(Some(time_left(self.deadline)?))?;
         self.tcp.write(buf)
     }
 
@@ -505,8 +556,44 @@ mod tests {
             "http://auth.example.com/jwks"
         );
         // Fetching such a URL neither sends nor reports the password.
-        let e = fetch("http://user:secret-pw@127.0.0.1:1/jwks").unwrap_err();
+        let e = fetch("http://user:secret-pw@127.0.0.1:1/jwks", &mut None).unwrap_err();
         assert!(!e.contains("secret-pw"), "{e}");
+    }
+
+    #[test]
+    fn a_lookup_that_hangs_is_waited_for_until_the_deadline_and_only_once() {
+        let (go, wait) = mpsc::channel::<()>();
+        let lookups = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = lookups.clone();
+        let slow = move |_: &str| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = wait.recv();
+            Ok(vec![SocketAddr::from(([127, 0, 0, 1], 80))])
+        };
+        let mut pending = None;
+        let e = resolve(
+            "auth.example:80",
+            Instant::now() + ms(50),
+            &mut pending,
+            slow,
+        )
+        .unwrap_err();
+        assert!(e.contains("did not resolve in time"), "{e}");
+        // The next fetch waits for the same lookup, and gets its answer once there is one.
+        let never = |_: &str| -> std::io::Result<Vec<SocketAddr>> { panic!("a second lookup") };
+        assert!(resolve(
+            "auth.example:80",
+            Instant::now() + ms(50),
+            &mut pending,
+            never
+        )
+        .is_err());
+        go.send(()).unwrap();
+        let far = Instant::now() + Duration::from_secs(60);
+        let addr = resolve("auth.example:80", far, &mut pending, never).unwrap();
+        assert_eq!(addr, SocketAddr::from(([127, 0, 0, 1], 80)));
+        assert!(pending.is_none());
+        assert_eq!(lookups.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     /// A key set as `Fetches` sees one: its kids.
