@@ -30,7 +30,8 @@ pub struct Config {
     pub issuer: Option<String>,
     /// The required `aud` of HS256 tokens, if any.
     pub audience: Option<String>,
-    /// The shortest time between two JWKS fetches for an unknown `kid`.
+    /// How long a `kid` that a JWKS fetch did not have stays refused (401) while no other
+    /// fetch may start (`jwks::REFETCH_INTERVAL`; fetches are a second apart at least).
     pub jwks_refetch: std::time::Duration,
     /// Origins allowed by CORS, each as `scheme://host[:port]`.
     pub cors_origins: Vec<String>,
