@@ -4,7 +4,7 @@
 //! it acknowledged.
 
 use std::collections::BTreeSet;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -973,43 +973,72 @@ fn sqlite_writes_again_once_its_file_is_writable_again() {
     );
 }
 
-/// A TCP relay to `target` that can be switched to hold: while it holds, it accepts
-/// connections and never reads from or answers them, keeping them open for good, as a
-/// frozen host (whose kernel still completes the handshake) or a hung proxy does.
+/// A TCP relay to a PostgreSQL server, whose way with new connections can be switched:
+/// `HOLD`: accepted, never read from nor answered, kept open for good, as by a frozen host
+/// (whose kernel still completes the handshake) or a hung proxy; `MUTE_AFTER_START`:
+/// relayed until the server's first ReadyForQuery, after which the server is heard no more,
+/// as a pooler that hangs after the start-up; `FORWARD`: relayed.
 struct Relay {
     addr: SocketAddr,
-    holding: Arc<AtomicBool>,
+    mode: Arc<AtomicUsize>,
 }
 
 impl Relay {
-    fn start(target: SocketAddr) -> Relay {
+    const HOLD: usize = 0;
+    const MUTE_AFTER_START: usize = 1;
+    const FORWARD: usize = 2;
+
+    fn start(target: SocketAddr, mode: usize) -> Relay {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let holding = Arc::new(AtomicBool::new(true));
-        let hold = holding.clone();
+        let mode = Arc::new(AtomicUsize::new(mode));
+        let now = mode.clone();
         thread::spawn(move || {
             let mut held = Vec::new();
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
-                if hold.load(Ordering::SeqCst) {
+                let mode = now.load(Ordering::SeqCst);
+                if mode == Relay::HOLD {
                     held.push(client);
                     continue;
                 }
                 let Ok(server) = TcpStream::connect(target) else {
                     continue;
                 };
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    thread::spawn(move || {
-                        let _ = io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Write);
-                    });
-                }
+                let (mut up_from, mut up_to) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                thread::spawn(move || {
+                    let _ = io::copy(&mut up_from, &mut up_to);
+                    let _ = up_to.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut from, mut to) = (server, client);
+                thread::spawn(move || {
+                    if mode == Relay::MUTE_AFTER_START {
+                        // Message by message (a type byte, then a length that counts itself)
+                        // up to the first ReadyForQuery ('Z'), then nothing more.
+                        let mut head = [0u8; 5];
+                        while from.read_exact(&mut head).is_ok() {
+                            let len = u32::from_be_bytes(head[1..].try_into().unwrap()) as usize;
+                            let mut body = vec![0; len.saturating_sub(4)];
+                            if from.read_exact(&mut body).is_err()
+                                || to.write_all(&head).is_err()
+                                || to.write_all(&body).is_err()
+                            {
+                                return;
+                            }
+                            if head[0] == b'Z' {
+                                let _ = io::copy(&mut from, &mut io::sink());
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                    let _ = io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
             }
         });
-        Relay { addr, holding }
+        Relay { addr, mode }
     }
 }
 
@@ -1037,48 +1066,55 @@ fn relayed(url: &str, addr: SocketAddr) -> String {
 }
 
 /// A database address that accepts connections and never answers them (a frozen host, a
-/// hung proxy or pooler; a failover then sends new connections elsewhere): each attempt
-/// gives up after `connect_timeout`, and the server serves again as soon as connections
-/// are answered. The start-up after the TCP handshake had no bound: r2d2 connects on
-/// three threads of its own, each was held for good, and the pool never connected again.
+/// hung proxy or pooler; a failover then sends new connections elsewhere), or answers the
+/// start-up and nothing after it (`target_session_attrs` asks one more question there):
+/// each attempt gives up after `connect_timeout`, and the server serves again as soon as
+/// connections are answered. The start-up after the TCP handshake had no bound: r2d2
+/// connects on three threads of its own, each was held for good, and the pool never
+/// connected again.
 #[test]
 fn connections_that_are_never_answered_are_given_up_and_the_pool_recovers() {
     let Some(engine) = Engine::postgres() else {
         return;
     };
-    let db = TestDb::new(&engine);
-    let url = db.postgres_url().unwrap();
-    // Arrange: every connection is held, from the server's start on.
-    let target = {
-        use std::net::ToSocketAddrs;
-        authority(&url).1.to_socket_addrs().unwrap().next().unwrap()
-    };
-    let relay = Relay::start(target);
-    let through_relay = relayed(&url, relay.addr);
-    let app = TestApp::spawn_with(db, |c| c.database = Database::Postgres(through_relay));
-    let alice = app.user("alice");
-    for _ in 0..3 {
-        let r = alice.get("/api/tasks");
-        assert_eq!(r.status, 503, "{}", r.text());
-    }
-
-    // Act: the address answers again (the held connections stay held).
-    relay.holding.store(false, Ordering::SeqCst);
-
-    // Assert: served again, soon.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = alice.get("/api/tasks");
-        if r.status == 200 {
-            break;
+    for (mode, parameter) in [
+        (Relay::HOLD, ""),
+        (Relay::MUTE_AFTER_START, "&target_session_attrs=read-write"),
+    ] {
+        let db = TestDb::new(&engine);
+        let url = db.postgres_url().unwrap();
+        // Arrange: every connection is held (or muted), from the server's start on.
+        let target = {
+            use std::net::ToSocketAddrs;
+            authority(&url).1.to_socket_addrs().unwrap().next().unwrap()
+        };
+        let relay = Relay::start(target, mode);
+        let through_relay = relayed(&url, relay.addr) + parameter;
+        let app = TestApp::spawn_with(db, |c| c.database = Database::Postgres(through_relay));
+        let alice = app.user("alice");
+        for _ in 0..3 {
+            let r = alice.get("/api/tasks");
+            assert_eq!(r.status, 503, "mode {mode}: {}", r.text());
         }
-        assert!(
-            Instant::now() < deadline,
-            "still {} 15 s after the database answered again: {}",
-            r.status,
-            r.text()
-        );
-        thread::sleep(Duration::from_millis(200));
+
+        // Act: the address answers again (the held connections stay held).
+        relay.mode.store(Relay::FORWARD, Ordering::SeqCst);
+
+        // Assert: served again, soon.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = alice.get("/api/tasks");
+            if r.status == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mode {mode}: still {} 15 s after the database answered again: {}",
+                r.status,
+                r.text()
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+        app.create(&alice, r#"{"title": "after the hang"}"#);
     }
-    app.create(&alice, r#"{"title": "after the hang"}"#);
 }

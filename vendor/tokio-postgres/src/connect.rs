@@ -163,14 +163,68 @@ where
     // todo-api patch: kept for `CancelToken::shutdown_socket`.
     #[cfg(unix)]
     let duplicate = socket.duplicate().ok().map(std::sync::Arc::new);
-    // todo-api patch: the start-up (TLS, authentication, the server's parameters) is bounded
-    // by `connect_timeout` too, which bounded the TCP connect only. A server that accepts
-    // the connection and then never answers (a frozen host whose kernel still completes the
-    // handshake; a proxy or pooler that hangs) held the connecting thread for good: r2d2
-    // connects on three threads of its own, and with each one held so, the pool never made
-    // a connection again, not even once the address led to a database that answers.
-    let start_up = connect_raw(socket, tls, has_hostname, config);
-    let (mut client, mut connection) = match config.connect_timeout {
+    // todo-api patch: the start-up (TLS, authentication, the server's parameters, and the
+    // `target_session_attrs` check) is bounded by `connect_timeout` too, which bounded the
+    // TCP connect only. A server that accepts the connection and then never answers (a
+    // frozen host whose kernel still completes the handshake; a proxy or pooler that hangs)
+    // held the connecting thread for good: r2d2 connects on three threads of its own, and
+    // with each one held so, the pool never made a connection again, not even once the
+    // address led to a database that answers.
+    let start_up = async {
+        let (client, mut connection) = connect_raw(socket, tls, has_hostname, config).await?;
+        if config.target_session_attrs != TargetSessionAttrs::Any {
+            let mut rows = pin!(client.simple_query_raw("SHOW transaction_read_only"));
+
+            let mut rows = pin!(
+                future::poll_fn(|cx| {
+                    if connection.poll_unpin(cx)?.is_ready() {
+                        return Poll::Ready(Err(Error::closed()));
+                    }
+
+                    rows.as_mut().poll(cx)
+                })
+                .await?
+            );
+
+            loop {
+                let next = future::poll_fn(|cx| {
+                    if connection.poll_unpin(cx)?.is_ready() {
+                        return Poll::Ready(Some(Err(Error::closed())));
+                    }
+
+                    rows.as_mut().poll_next(cx)
+                });
+
+                match next.await.transpose()? {
+                    Some(SimpleQueryMessage::Row(row)) => {
+                        let read_only_result = row.try_get(0)?;
+                        if read_only_result == Some("on")
+                            && config.target_session_attrs == TargetSessionAttrs::ReadWrite
+                        {
+                            return Err(Error::connect(io::Error::new(
+                                io::ErrorKind::PermissionDenied,
+                                "database does not allow writes",
+                            )));
+                        } else if read_only_result == Some("off")
+                            && config.target_session_attrs == TargetSessionAttrs::ReadOnly
+                        {
+                            return Err(Error::connect(io::Error::new(
+                                io::ErrorKind::PermissionDenied,
+                                "database is not read only",
+                            )));
+                        } else {
+                            break;
+                        }
+                    }
+                    Some(_) => {}
+                    None => return Err(Error::unexpected_message()),
+                }
+            }
+        }
+
+        Ok::<_, Error>((client, connection))
+    };
+    let (mut client, connection) = match config.connect_timeout {
         Some(limit) => tokio::time::timeout(limit, start_up).await.map_err(|_| {
             Error::connect(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -179,56 +233,6 @@ where
         })??,
         None => start_up.await?,
     };
-
-    if config.target_session_attrs != TargetSessionAttrs::Any {
-        let mut rows = pin!(client.simple_query_raw("SHOW transaction_read_only"));
-
-        let mut rows = pin!(
-            future::poll_fn(|cx| {
-                if connection.poll_unpin(cx)?.is_ready() {
-                    return Poll::Ready(Err(Error::closed()));
-                }
-
-                rows.as_mut().poll(cx)
-            })
-            .await?
-        );
-
-        loop {
-            let next = future::poll_fn(|cx| {
-                if connection.poll_unpin(cx)?.is_ready() {
-                    return Poll::Ready(Some(Err(Error::closed())));
-                }
-
-                rows.as_mut().poll_next(cx)
-            });
-
-            match next.await.transpose()? {
-                Some(SimpleQueryMessage::Row(row)) => {
-                    let read_only_result = row.try_get(0)?;
-                    if read_only_result == Some("on")
-                        && config.target_session_attrs == TargetSessionAttrs::ReadWrite
-                    {
-                        return Err(Error::connect(io::Error::new(
-                            io::ErrorKind::PermissionDenied,
-                            "database does not allow writes",
-                        )));
-                    } else if read_only_result == Some("off")
-                        && config.target_session_attrs == TargetSessionAttrs::ReadOnly
-                    {
-                        return Err(Error::connect(io::Error::new(
-                            io::ErrorKind::PermissionDenied,
-                            "database is not read only",
-                        )));
-                    } else {
-                        break;
-                    }
-                }
-                Some(_) => {}
-                None => return Err(Error::unexpected_message()),
-            }
-        }
-    }
 
     client.set_socket_config(SocketConfig {
         addr,
