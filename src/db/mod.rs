@@ -116,16 +116,19 @@ pub fn redact(database: &Database) -> String {
     }
 }
 
-/// Whether every parameter name after a PostgreSQL URL's first `?` is a plain word, as
-/// libpq's are (`sslmode`, `application_name`). One that is not is most likely the rest of
-/// a password holding a raw `?`, which must then be neither shown nor taken for a
-/// parameter (the driver's refusal of an unknown one quotes its name).
+/// Whether what follows a PostgreSQL URL's first `?` is parameters for sure: no `@` in it,
+/// and every name a plain word, as libpq's are (`sslmode`, `application_name`). Else the
+/// `?` is most likely a raw one in the password (base64 ones end in `=`), and the rest of
+/// the password, the `@` and the host follow it: such a URL must be neither shown nor
+/// read (the driver's refusals quote what they refuse). An `@` in a parameter's value is
+/// written `%40`.
 pub(crate) fn query_names_are_plain(url: &str) -> bool {
     let query = url.split_once('?').map_or("", |(_, q)| q);
-    query.split('&').filter(|p| !p.is_empty()).all(|pair| {
-        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    })
+    !query.contains('@')
+        && query.split('&').filter(|p| !p.is_empty()).all(|pair| {
+            let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
 }
 
 /// The selected columns, in the order `Task` is built from; a macro so that the fixed
@@ -179,11 +182,20 @@ mod tests {
 
     #[test]
     fn redact_shows_nothing_of_a_password_holding_a_raw_question_mark() {
-        let db = Database::Postgres("postgres://owner:se?krit@db.example/app".into());
-        let shown = redact(&db);
-        assert!(!shown.contains("se") && !shown.contains("krit"), "{shown}");
-        // A parameter value may hold anything, `@` included.
-        let db = Database::Postgres("postgres://db.example/app?application_name=a@b".into());
+        for url in [
+            "postgres://owner:se?krit@db.example/app",
+            // As base64 passwords end.
+            "postgres://owner:se?krit=@db.example/app",
+            "postgres://owner:se?sslmode=krit@db.example/app?sslmode=require",
+            "postgres://owner:se?x=1&application_name=krit@db.example/app",
+        ] {
+            let shown = redact(&Database::Postgres(url.into()));
+            assert!(
+                !shown.contains("se") && !shown.contains("krit"),
+                "{url}: {shown}"
+            );
+        }
+        let db = Database::Postgres("postgres://db.example/app?application_name=a%40b".into());
         assert_eq!(redact(&db), "postgres db.example/app");
     }
 }

@@ -1077,9 +1077,10 @@ fn connect_options(url: &str) -> Result<(postgres::Config, Option<MakeTlsConnect
     if !super::query_names_are_plain(url) {
         // Nothing of the URL is quoted: the "name" may be the rest of a password.
         return Err(
-            "DATABASE_URL cannot be read: after its `?` comes a parameter name that \
-                    is not a word; a `?`, `#`, `@` or `/` in the user name or password must \
-                    be percent-encoded (`?` as %3F)"
+            "DATABASE_URL cannot be read: after its first `?` comes an `@` or a \
+             parameter name that is not a word; a `?`, `#`, `@` or `/` in the user name or \
+             password, and an `@` in a parameter, must be percent-encoded (`?` as %3F, `@` \
+             as %40)"
                 .into(),
         );
     }
@@ -1281,14 +1282,19 @@ mod tests {
 
     #[test]
     fn a_raw_question_mark_in_the_password_is_refused_without_quoting_it() {
-        let err = connect_options("postgres://owner:se?krit@db.example:5432/app?sslmode=require")
-            .err()
-            .unwrap();
-        assert!(err.contains("percent-encoded (`?` as %3F)"), "{err}");
-        assert!(
-            !err.contains("krit") && !err.contains("db.example"),
-            "{err}"
-        );
+        for url in [
+            "postgres://owner:se?krit@db.example:5432/app?sslmode=require",
+            "postgres://owner:se?krit=@db.example/app",
+            "postgres://owner:se?sslmode=krit@db.example/app",
+            "postgres://owner:se?x=1&sslmode=krit@db.example/app",
+        ] {
+            let err = connect_options(url).err().unwrap();
+            assert!(err.contains("percent-encoded (`?` as %3F"), "{err}");
+            assert!(
+                !err.contains("krit") && !err.contains("db.example"),
+                "{err}"
+            );
+        }
         // Encoded, it is a password like any other.
         let (c, _) = connect_options("postgres://owner:se%3Fkrit@db.example/app").unwrap();
         assert_eq!(c.get_password(), Some(&b"se?krit"[..]));
