@@ -277,7 +277,10 @@ fn check_url(name: &str, url: &str) -> Result<(), String> {
     let port_ok = split_port(authority)
         .1
         .is_none_or(|port| port.bytes().all(|b| b.is_ascii_digit()));
-    if authority.is_empty() || authority.contains('@') || !port_ok {
+    // An `@` anywhere before the query, not only in the authority: with a raw `/` in the
+    // password (`user:1234/pw@host`), the authority ends inside it and looks like a host.
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || path.contains('@') || !port_ok {
         return Err(refused());
     }
     Ok(())
@@ -670,13 +673,19 @@ mod tests {
             ),
             ("JWKS_URL", "https://user:secret-pw@app.example.com/jwks"),
             ("JWKS_URL", "https://app.example.com:secret/jwks"),
+            // A raw `/` in the password: the authority ends inside it (the re-probe).
+            (
+                "JWKS_URL",
+                "http://admin:1234/secret@127.0.0.1:3000/api/auth/jwks",
+            ),
+            ("BETTER_AUTH_URL", "https://auth.example.com/a@b"),
         ] {
             let e = config(&[(name, url)]).unwrap_err();
             assert!(e.starts_with(name) && !e.contains("secret"), "{url}: {e}");
         }
         for url in [
             "http://[::1]:3000",
-            "https://auth.example.com/a@b",
+            "https://auth.example.com/a%40b",
             "http://h:80?x=@",
         ] {
             assert!(config(&[("BETTER_AUTH_URL", url)]).is_ok(), "{url}");
