@@ -371,3 +371,40 @@ fn host_is_required_once_and_valid() {
         assert_eq!(r.status, 200, "{context}: {}", r.text());
     }
 }
+
+/// A `HEAD` request that tiny_http refuses itself (no `Host`, an unknown expectation, a
+/// version above 1.1, a malformed `Content-Length`) is answered without content, as every
+/// answer to `HEAD` is (RFC 9110 §9.3.2); the JSON detail followed the headers (found by
+/// fuzzing).
+#[test]
+fn refusals_of_head_requests_carry_no_content() {
+    let app = TestApp::spawn(Engine::Sqlite);
+    for (raw, status) in [
+        ("HEAD / HTTP/1.1\r\n\r\n", 400),
+        ("HEAD / HTTP/1.1\r\nHost: x\r\nExpect: nope\r\n\r\n", 417),
+        ("HEAD / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (
+            "HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n",
+            400,
+        ),
+    ] {
+        let mut stream = TcpStream::connect(app.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(raw.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        let (head, content) = answer.split_once("\r\n\r\n").expect("a header block");
+        assert!(head.contains(&format!(" {status} ")), "{raw:?}: {head}");
+        assert!(head.contains("Content-Length: "), "{raw:?}: {head}");
+        assert_eq!(content, "", "{raw:?}");
+    }
+    // The same refusal of a GET keeps its detail.
+    let mut stream = TcpStream::connect(app.addr).unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.ends_with("\"}"), "{answer}");
+}

@@ -47,6 +47,10 @@ pub struct ClientConnection {
     // and whether this connection's current request is in it.
     pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     counted: bool,
+
+    /// todo-api patch: the request being read is a `HEAD`, so a refusal of it has no body
+    /// (RFC 9110 §9.3.2); known once its request line is read.
+    head: bool,
 }
 
 /// todo-api patch: limits on what a client may send before its request reaches a worker.
@@ -162,6 +166,7 @@ impl ClientConnection {
             read_deadline,
             pending,
             counted: false,
+            head: false,
         }
     }
 
@@ -294,6 +299,7 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read_request(&mut self) -> Result<Request, ReadError> {
+        self.head = false;
         let mut deadline = None;
         let (method, path, version, headers) = {
             // reading the request line
@@ -314,7 +320,9 @@ impl ClientConnection {
                 }
                 let line = std::str::from_utf8(&self.line).expect("a request line is ASCII");
 
-                parse_request_line(line)?
+                let parsed = parse_request_line(line)?;
+                self.head = parsed.0 == Method::Head;
+                parsed
             };
             // todo-api patch: a refusal of the headers is answered in the request's version
             // if this server speaks it, else in 1.1 as the 505 below is (a 400 to `HTTP/0.9`
@@ -459,7 +467,7 @@ impl Iterator for ClientConnection {
                 Err(ReadError::RequestLineTooLong) => {
                     let writer = self.sink.next().unwrap();
                     early_response(414, "The request line (method and URL) is too long.")
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .raw_print(writer, HTTPVersion(1, 1), &[], self.head, None)
                         .ok();
                     return None;
                 }
@@ -467,7 +475,7 @@ impl Iterator for ClientConnection {
                 Err(ReadError::HeadersTooLarge(ver)) => {
                     let writer = self.sink.next().unwrap();
                     early_response(431, "The request headers are too large.")
-                        .raw_print(writer, ver, &[], false, None)
+                        .raw_print(writer, ver, &[], self.head, None)
                         .ok();
                     return None;
                 }
@@ -476,7 +484,7 @@ impl Iterator for ClientConnection {
                     let writer = self.sink.next().unwrap();
                     let response = early_response(400, "Malformed HTTP request line.");
                     response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .raw_print(writer, HTTPVersion(1, 1), &[], self.head, None)
                         .ok();
                     return None; // we don't know where the next request would start,
                                  // se we have to close
@@ -485,7 +493,7 @@ impl Iterator for ClientConnection {
                 Err(ReadError::WrongHeader(ver)) => {
                     let writer = self.sink.next().unwrap();
                     let response = early_response(400, "Malformed HTTP header or body framing.");
-                    response.raw_print(writer, ver, &[], false, None).ok();
+                    response.raw_print(writer, ver, &[], self.head, None).ok();
                     return None; // we don't know where the next request would start,
                                  // se we have to close
                 }
@@ -495,7 +503,7 @@ impl Iterator for ClientConnection {
                     let writer = self.sink.next().unwrap();
                     let response = early_response(408, "The request took too long to arrive.");
                     response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .raw_print(writer, HTTPVersion(1, 1), &[], self.head, None)
                         .ok();
                     return None; // closing the connection
                 }
@@ -503,7 +511,7 @@ impl Iterator for ClientConnection {
                 Err(ReadError::ExpectationFailed(ver)) => {
                     let writer = self.sink.next().unwrap();
                     early_response(417, "The only expectation supported is 100-continue.")
-                        .raw_print(writer, ver, &[], false, None)
+                        .raw_print(writer, ver, &[], self.head, None)
                         .ok();
                     return None; // TODO: should be recoverable, but needs handling in case of body
                 }
@@ -511,7 +519,7 @@ impl Iterator for ClientConnection {
                 Err(ReadError::VersionNotSupported) => {
                     let writer = self.sink.next().unwrap();
                     early_response(505, "This server speaks HTTP/1.0 and HTTP/1.1 only.")
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .raw_print(writer, HTTPVersion(1, 1), &[], self.head, None)
                         .ok();
                     return None;
                 }
@@ -519,7 +527,7 @@ impl Iterator for ClientConnection {
                 Err(ReadError::BadHost(ver)) => {
                     let writer = self.sink.next().unwrap();
                     early_response(400, "Missing, repeated or malformed Host header.")
-                        .raw_print(writer, ver, &[], false, None)
+                        .raw_print(writer, ver, &[], self.head, None)
                         .ok();
                     return None;
                 }
