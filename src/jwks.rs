@@ -28,6 +28,13 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_KIDS: usize = 1024;
 /// The largest JWKS document we read.
 const MAX_JWKS_BYTES: u64 = 256 * 1024;
+/// The longest line of a JWKS response's head (status, header) or chunk-size line we read:
+/// Node's own limit for a whole head is 16 KiB.
+const MAX_LINE_BYTES: usize = 8 * 1024;
+/// The most bytes of a JWKS response's status line and headers together.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The most characters of the JWKS endpoint's own words put in an error, which is logged.
+const SHOWN_ANSWER_CHARS: usize = 60;
 
 /// A public key from the set, of one of the three accepted kinds.
 pub enum PublicKey {
@@ -190,9 +197,14 @@ impl Fetches {
 /// long (an error-level line per request while the JWKS is down), so at most 40
 /// characters of it, quoted and escaped.
 fn shown(kid: &str) -> String {
-    match kid.char_indices().nth(40) {
-        Some((end, _)) => format!("{:?}...", &kid[..end]),
-        None => format!("{kid:?}"),
+    quoted(kid, 40)
+}
+
+/// At most `chars` characters of `text`, quoted and escaped, with `...` if there was more.
+fn quoted(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((end, _)) => format!("{:?}...", &text[..end]),
+        None => format!("{text:?}"),
     }
 }
 
@@ -471,18 +483,66 @@ impl Write for Bounded {
     }
 }
 
+/// Reads one line of `reader`, up to and including its `\n`, into `line` (cleared first),
+/// taking at most `max` bytes of it: a longer line is an error once `max` bytes are held,
+/// however long the server keeps it going (the deadline bounds the time, not the bytes),
+/// and so is the end of the answer before the line's.
+fn read_line_bounded(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> Result<(), String> {
+    line.clear();
+    loop {
+        let buf = reader.fill_buf().map_err(|e| e.to_string())?;
+        if buf.is_empty() {
+            return Err("the JWKS response ended in the middle of its head".into());
+        }
+        let room = max - line.len();
+        let (taken, ended) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) if i < room => (i + 1, true),
+            _ => (buf.len().min(room), false),
+        };
+        line.extend_from_slice(&buf[..taken]);
+        reader.consume(taken);
+        if ended {
+            return Ok(());
+        }
+        if line.len() == max {
+            return Err(format!(
+                "the JWKS response has a line over {max} bytes: {}",
+                quoted(&String::from_utf8_lossy(line), SHOWN_ANSWER_CHARS)
+            ));
+        }
+    }
+}
+
 fn read_response(mut reader: impl BufRead) -> Result<Vec<u8>, String> {
-    let mut line = String::new();
-    reader.read_line(&mut line).map_err(|e| e.to_string())?;
-    let status = line.split_whitespace().nth(1).unwrap_or("");
+    let mut line = Vec::new();
+    // Every line of the head counts against `MAX_HEAD_BYTES`, and none may exceed
+    // `MAX_LINE_BYTES`: what is held is bounded before any newline arrives.
+    let mut head_left = MAX_HEAD_BYTES;
+    let mut head_line = |reader: &mut _, line: &mut Vec<u8>| {
+        let max = MAX_LINE_BYTES.min(head_left);
+        read_line_bounded(reader, line, max).map_err(|e| {
+            if max < MAX_LINE_BYTES && line.len() == max {
+                format!("the JWKS response's head is over {MAX_HEAD_BYTES} bytes")
+            } else {
+                e
+            }
+        })?;
+        head_left -= line.len();
+        Ok::<_, String>(String::from_utf8_lossy(line).into_owned())
+    };
+    let status_line = head_line(&mut reader, &mut line)?;
+    let status = status_line.split_whitespace().nth(1).unwrap_or("");
     if status != "200" {
-        return Err(format!("JWKS answered {:?}", line.trim()));
+        return Err(format!("JWKS answered {:?}", status_line.trim()));
     }
     let (mut length, mut chunked) = (None, false);
     loop {
-        line.clear();
-        reader.read_line(&mut line).map_err(|e| e.to_string())?;
-        let header = line.trim_end();
+        let header = head_line(&mut reader, &mut line)?;
+        let header = header.trim_end();
         if header.is_empty() {
             break;
         }
@@ -498,9 +558,9 @@ fn read_response(mut reader: impl BufRead) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     if chunked {
         loop {
-            line.clear();
-            reader.read_line(&mut line).map_err(|e| e.to_string())?;
-            let size = u64::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+            read_line_bounded(&mut reader, &mut line, MAX_LINE_BYTES)?;
+            let size = String::from_utf8_lossy(&line);
+            let size = u64::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
                 .map_err(|_| "bad chunk size in the JWKS response".to_string())?;
             if size == 0 {
                 break;
@@ -512,8 +572,7 @@ fn read_response(mut reader: impl BufRead) -> Result<Vec<u8>, String> {
                 .take(size)
                 .read_to_end(&mut body)
                 .map_err(|e| e.to_string())?;
-            line.clear();
-            reader.read_line(&mut line).map_err(|e| e.to_string())?;
+            read_line_bounded(&mut reader, &mut line, MAX_LINE_BYTES)?;
         }
     } else {
         let limit = length.unwrap_or(MAX_JWKS_BYTES + 1).min(MAX_JWKS_BYTES + 1);
@@ -594,6 +653,106 @@ mod tests {
         assert_eq!(addr, SocketAddr::from(([127, 0, 0, 1], 80)));
         assert!(pending.is_none());
         assert_eq!(lookups.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// A JWKS server's answer: `head`, then `endless` for ever, counting the bytes taken
+    /// (and failing after 16 MiB, so that a reader without a bound fails too, not the test
+    /// run).
+    struct Endless {
+        head: std::io::Cursor<&'static [u8]>,
+        endless: &'static [u8],
+        at: usize,
+        taken: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = match self.head.read(buf)? {
+                0 => {
+                    for b in buf.iter_mut() {
+                        *b = self.endless[self.at % self.endless.len()];
+                        self.at += 1;
+                    }
+                    buf.len()
+                }
+                n => n,
+            };
+            let taken = self.taken.fetch_add(n, std::sync::atomic::Ordering::SeqCst) + n;
+            if taken > 16 << 20 {
+                return Err(std::io::Error::other("read 16 MiB of one answer"));
+            }
+            Ok(n)
+        }
+    }
+
+    /// `read_response` of `head` and then `endless` for ever: its error, and the bytes it
+    /// took.
+    fn read_endless(head: &'static str, endless: &'static [u8]) -> (String, usize) {
+        let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let answer = Endless {
+            head: std::io::Cursor::new(head.as_bytes()),
+            endless,
+            at: 0,
+            taken: taken.clone(),
+        };
+        let e = read_response(BufReader::new(answer)).unwrap_err();
+        (e, taken.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    #[test]
+    fn a_line_without_end_is_refused_once_it_is_too_long() {
+        for (context, head, endless) in [
+            ("status line", "HTTP/1.1 200 ", &b"a"[..]),
+            ("header", "HTTP/1.1 200 OK\r\nX-Big: ", b"a"),
+            (
+                "chunk size",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10;",
+                b"a",
+            ),
+            (
+                "end of a chunk",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{",
+                b"a",
+            ),
+            ("headers without end", "HTTP/1.1 200 OK\r\n", b"X-A: b\r\n"),
+        ] {
+            let (e, taken) = read_endless(head, endless);
+            assert!(
+                e.contains("a line over 8192 bytes") || e.contains("head is over 65536 bytes"),
+                "{context}: {e}"
+            );
+            // What was read beyond the bound is at most one buffer of the reader.
+            assert!(
+                taken <= MAX_HEAD_BYTES + 8 * 1024,
+                "{context}: read {taken} bytes"
+            );
+            assert!(e.len() < 160, "{context}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_bounded_line_reader_holds_no_more_than_its_bound() {
+        let mut line = Vec::new();
+        let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let answer = Endless {
+            head: std::io::Cursor::new(b""),
+            endless: b"a",
+            at: 0,
+            taken: taken.clone(),
+        };
+        let mut reader = BufReader::with_capacity(4096, answer);
+        let e = read_line_bounded(&mut reader, &mut line, 10_000).unwrap_err();
+        assert!(e.contains("over 10000 bytes"), "{e}");
+        assert_eq!(line.len(), 10_000);
+        assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 3 * 4096);
+        // A line of exactly the bound, its newline included, is read whole, and the next
+        // line is left for the next call.
+        let mut reader = BufReader::new(&b"abc\nde\n"[..]);
+        read_line_bounded(&mut reader, &mut line, 4).unwrap();
+        assert_eq!(line, b"abc\n");
+        assert!(read_line_bounded(&mut reader, &mut line, 2).is_err());
+        let mut reader = BufReader::new(&b"abc"[..]);
+        assert!(read_line_bounded(&mut reader, &mut line, 100).is_err());
     }
 
     /// A key set as `Fetches` sees one: its kids.

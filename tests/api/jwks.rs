@@ -503,3 +503,58 @@ fn a_hanging_fetch_holds_up_no_other_request() {
     });
     assert!(fetches.try_recv().is_err(), "one fetch at a time");
 }
+
+/// A JWKS endpoint that answers each connection with `head`, then `a`s as fast as it can
+/// until the reader has gone.
+fn endless_jwks(head: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let _ = stream.write_all(head.as_bytes());
+                let block = [b'a'; 64 * 1024];
+                while stream.write_all(&block).is_ok() {}
+            });
+        }
+    });
+    url
+}
+
+/// The most memory this process has held so far, in bytes (Linux's `VmHWM`).
+fn peak_memory() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Finding F1 of the re-probe: the status, header and chunk-size lines of the JWKS answer
+/// were read without a bound, so an endpoint that sent one endless line took the server to
+/// 1.5 GB within the fetch's 2 s. Each line is now refused past 8 KiB, before more is held.
+#[test]
+fn a_jwks_endpoint_that_sends_an_endless_line_costs_no_memory() {
+    for (context, head) in [
+        ("status line", "HTTP/1.1 200 "),
+        ("header", "HTTP/1.1 200 OK\r\nX-Big: "),
+        (
+            "chunk size",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10;",
+        ),
+    ] {
+        let url = endless_jwks(head);
+        let app = TestApp::spawn_with(TestDb::new(&Engine::Sqlite), |c| c.jwks_url = url.clone());
+        let key = Ed25519KeyPair::generate().with_key_id("k");
+        let before = peak_memory();
+        let r = app
+            .with_token(&key.sign(claims("u")).unwrap())
+            .get("/api/tasks");
+        let grown = peak_memory() - before;
+        assert_eq!(r.status, 503, "{context}: {}", r.text());
+        // The other tests of this process run meanwhile: a generous margin.
+        assert!(
+            grown < 64 << 20,
+            "{context}: the peak memory grew by {grown} bytes"
+        );
+    }
+}
