@@ -334,7 +334,7 @@ pub fn parse_set(body: &[u8]) -> Result<HashMap<String, std::sync::Arc<PublicKey
             Ok(key) => {
                 out.insert(kid.to_string(), std::sync::Arc::new(key));
             }
-            Err(e) => log::warn!("skipping JWKS key {kid:?}: {e}"),
+            Err(e) => log::warn!("skipping JWKS key {}: {e}", shown(kid)),
         }
     }
     Ok(out)
@@ -537,7 +537,12 @@ fn read_response(mut reader: impl BufRead) -> Result<Vec<u8>, String> {
     let status_line = head_line(&mut reader, &mut line)?;
     let status = status_line.split_whitespace().nth(1).unwrap_or("");
     if status != "200" {
-        return Err(format!("JWKS answered {:?}", status_line.trim()));
+        // The endpoint's words, cut short: they go to the log twice (the warning, then the
+        // request's error), and a server may send kilobytes of them.
+        return Err(format!(
+            "JWKS answered {}",
+            quoted(status_line.trim(), SHOWN_ANSWER_CHARS)
+        ));
     }
     let (mut length, mut chunked) = (None, false);
     loop {
@@ -728,6 +733,25 @@ mod tests {
             );
             assert!(e.len() < 160, "{context}: {e}");
         }
+    }
+
+    #[test]
+    fn the_endpoints_words_are_cut_short_in_the_error() {
+        let long = format!("HTTP/1.1 500 {}\r\n\r\n", "x".repeat(4000));
+        let e = read_response(BufReader::new(long.as_bytes())).unwrap_err();
+        assert!(
+            e.starts_with("JWKS answered \"HTTP/1.1 500 xxx") && e.ends_with("\"..."),
+            "{e}"
+        );
+        assert!(e.len() < 100, "{} bytes: {e}", e.len());
+        let e = read_response(BufReader::new(&b"HTTP/1.1 404 Not Found\r\n\r\n"[..]));
+        assert_eq!(e.unwrap_err(), r#"JWKS answered "HTTP/1.1 404 Not Found""#);
+        // Escaped: no line break or terminal control of the endpoint's reaches the log.
+        let e = read_response(BufReader::new(&b"HTTP/1.1 500 a\x1b[2Jb\r\n\r\n"[..]));
+        assert_eq!(
+            e.unwrap_err(),
+            r#"JWKS answered "HTTP/1.1 500 a\u{1b}[2Jb""#
+        );
     }
 
     #[test]
