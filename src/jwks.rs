@@ -1,6 +1,7 @@
 //! The JSON Web Key Set that Better Auth's JWT plugin publishes: fetched on demand with a
-//! short timeout, cached by `kid`, and fetched again for an unknown `kid` at most once a
-//! second, so that a flood of bad tokens never becomes a flood of fetches nor a queue.
+//! short timeout, cached by `kid`, and fetched again for an unknown `kid`, or once the set is
+//! older than the refetch interval, at most once a second, so that a flood of bad tokens
+//! never becomes a flood of fetches nor a queue.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,8 +12,11 @@ use std::time::{Duration, Instant};
 use jwt_simple::prelude::*;
 use serde_json::Value;
 
-/// API.md, Authentication: how long a `kid` that a fetch did not have stays refused (401)
-/// while no other fetch may start, the JWKS endpoint being down.
+/// API.md, Authentication: how long what a fetch said is taken as it is. A `kid` that it did
+/// not have stays refused (401) while no other fetch may start, the JWKS endpoint being
+/// down; the keys it had are used without asking again, then the next request that needs
+/// one fetches the set again, so a key Better Auth removed stops working after this long
+/// (a fetch every 30 s of traffic costs Better Auth nothing).
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// The shortest time from the end of one fetch to the start of the next, whatever kids
 /// ask for it: made-up kids cost at most one fetch a second, and a hanging endpoint holds
@@ -89,7 +93,7 @@ pub struct Jwks {
     /// `url` without user info, for the log.
     shown: String,
     refetch: Duration,
-    keys: RwLock<HashMap<String, std::sync::Arc<PublicKey>>>,
+    keys: RwLock<Set>,
     /// Whether a fetch may start now, and what the fetches so far said about unknown kids.
     /// Held only to decide and to record, never during a fetch: a request that may not
     /// fetch is answered at once instead of waiting in one of the few worker slots.
@@ -97,6 +101,15 @@ pub struct Jwks {
     /// The lookup of the JWKS host that a fetch stopped waiting for (see `resolve`); only
     /// the one running fetch takes it.
     lookup: Mutex<Option<Lookup>>,
+}
+
+/// The keys of the last fetch that worked.
+#[derive(Default)]
+struct Set {
+    keys: HashMap<String, std::sync::Arc<PublicKey>>,
+    /// When that fetch ended: past `Jwks::refetch`, the next request that needs a key
+    /// fetches the set again if a fetch may start.
+    fetched: Option<Instant>,
 }
 
 /// The bookkeeping of the fetches for unknown kids, apart from the network.
@@ -162,7 +175,21 @@ impl Fetches {
         )))
     }
 
-    /// Records the end of a fetch `begin` allowed, which found the set `after` in place of
+    /// For a `kid` the set has, but fetched over `refetch` ago: the kids the fetch this
+    /// request is to run will judge, or `None` when no fetch may start now, and the key in
+    /// the set is used as it is.
+    fn refresh(&mut self, now: Instant) -> Option<HashSet<String>> {
+        let gap = self
+            .last
+            .is_some_and(|(at, _)| now.saturating_duration_since(at) < FETCH_GAP);
+        if self.running || gap {
+            return None;
+        }
+        self.running = true;
+        Some(std::mem::take(&mut self.asked))
+    }
+
+    /// Records the end of a fetch `begin` or `refresh` allowed, which found the set `after` in place of
     /// `before`.
     fn succeeded<K>(
         &mut self,
@@ -185,7 +212,7 @@ impl Fetches {
         self.missing_until = Some(now + refetch);
     }
 
-    /// Records the end of a fetch `begin` allowed, which failed. The kids it was to judge
+    /// Records the end of a fetch `begin` or `refresh` allowed, which failed. The kids it was to judge
     /// are forgotten: asked again, they are judged by a later fetch.
     fn failed(&mut self, now: Instant) {
         self.running = false;
@@ -228,14 +255,15 @@ impl From<KeyError> for crate::error::Error {
 }
 
 impl Jwks {
-    /// A set fetched from `url` when first needed; a kid a fetch did not have is refused
-    /// while no fetch may start, for at most `refetch`.
+    /// A set fetched from `url` when first needed, and again when a key is needed once it
+    /// is older than `refetch`; a kid a fetch did not have is refused while no fetch may
+    /// start, for at most `refetch`.
     pub fn new(url: String, refetch: Duration) -> Jwks {
         Jwks {
             shown: without_userinfo(&url),
             url,
             refetch,
-            keys: RwLock::new(HashMap::new()),
+            keys: RwLock::new(Set::default()),
             fetches: Mutex::new(Fetches::default()),
             lookup: Mutex::new(None),
         }
@@ -245,7 +273,9 @@ impl Jwks {
     /// and the last one ended over `FETCH_GAP` ago. A request that may not fetch now does
     /// not wait: `KeyError::Unavailable`, as after a fetch that failed (the endpoint is
     /// down or answers garbage), for the kid may well be good. `KeyError::Unknown` only
-    /// when a fetch begun after the kid was asked for did not have it.
+    /// when a fetch begun after the kid was asked for did not have it. A known kid of a
+    /// set older than `refetch` fetches it again on the same terms; if none may start, or
+    /// the fetch fails, its key is used as it is: the JWKS being down signs nobody out.
     pub fn key(&self, kid: &str) -> Result<std::sync::Arc<PublicKey>, KeyError> {
         if let Some(key) = self.current(kid) {
             return Ok(key);
@@ -253,10 +283,14 @@ impl Jwks {
         let judged = {
             let mut fetches = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
             // A fetch may have ended since `current` looked.
-            if let Some(key) = self.current(kid) {
-                return Ok(key);
+            match self.cached(kid) {
+                Some((key, true)) => return Ok(key),
+                Some((key, false)) => match fetches.refresh(Instant::now()) {
+                    Some(judged) => judged,
+                    None => return Ok(key),
+                },
+                None => fetches.begin(kid, Instant::now())?,
             }
-            fetches.begin(kid, Instant::now())?
         };
         // Even a panic (a key the parser chokes on) must end the fetch, or none would start
         // again.
@@ -272,10 +306,15 @@ impl Jwks {
                     set.len(),
                     self.shown
                 );
+                let now = Instant::now();
                 let mut fetches = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
                 let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-                fetches.succeeded(Instant::now(), self.refetch, judged, &keys, &set);
-                *keys = set;
+                fetches.succeeded(now, self.refetch, judged, &keys.keys, &set);
+                // Replaced, not added to: a key removed from the set stops working.
+                *keys = Set {
+                    keys: set,
+                    fetched: Some(now),
+                };
                 None
             }
             Err(e) => {
@@ -285,24 +324,35 @@ impl Jwks {
                 Some(e)
             }
         };
-        self.current(kid).ok_or_else(|| match failure {
-            Some(e) => {
-                KeyError::Unavailable(format!("unknown kid {}; JWKS fetch: {e}", shown(kid)))
-            }
-            None => KeyError::Unknown(format!(
+        // After a failed fetch, a key of the set as it was (used as it is).
+        match (self.cached(kid), failure) {
+            (Some((key, _)), _) => Ok(key),
+            (None, Some(e)) => Err(KeyError::Unavailable(format!(
+                "unknown kid {}; JWKS fetch: {e}",
+                shown(kid)
+            ))),
+            (None, None) => Err(KeyError::Unknown(format!(
                 "unknown kid {} (not in the JWKS just fetched)",
                 shown(kid)
-            )),
-        })
+            ))),
+        }
     }
 
-    /// The key the set holds under `kid` now, without fetching.
+    /// The key the set holds under `kid` now, without fetching, while the set is at most
+    /// `refetch` old: past that, a key is to be had from `key`, which fetches the set again
+    /// (so a token remembered as verified by this key is verified again, and refused once
+    /// its key has left the set).
     pub fn current(&self, kid: &str) -> Option<std::sync::Arc<PublicKey>> {
-        self.keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(kid)
-            .cloned()
+        self.cached(kid)
+            .and_then(|(key, fresh)| fresh.then_some(key))
+    }
+
+    /// The key the set holds under `kid`, whatever its age, and whether the set is at most
+    /// `refetch` old.
+    fn cached(&self, kid: &str) -> Option<(std::sync::Arc<PublicKey>, bool)> {
+        let set = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let fresh = set.fetched.is_some_and(|at| at.elapsed() < self.refetch);
+        set.keys.get(kid).map(|key| (key.clone(), fresh))
     }
 }
 
@@ -837,6 +887,32 @@ mod tests {
         );
         assert!(f.begin("b", t0 + FETCH_TIMEOUT + FETCH_GAP).is_ok());
         assert!(f.begin("c", t0 + ms(9000)).is_err(), "still under way");
+    }
+
+    #[test]
+    fn a_set_too_old_is_fetched_again_on_the_same_terms() {
+        let (mut f, t0) = (Fetches::default(), Instant::now());
+        let judged = f.begin("k1", t0).unwrap();
+        f.succeeded(t0, REFETCH_INTERVAL, judged, &set(&[]), &set(&["k1"]));
+        // Within the gap, or while a fetch runs, the key in the set is used as it is.
+        assert!(f.refresh(t0 + ms(999)).is_none());
+        assert!(f.begin("new", t0 + ms(999)).is_err());
+        // Once one may start, the refresh judges the kids asked for meanwhile.
+        let judged = f.refresh(t0 + FETCH_GAP).unwrap();
+        assert_eq!(judged, HashSet::from(["new".to_string()]));
+        assert!(f.refresh(t0 + FETCH_GAP).is_none(), "under way");
+        assert!(f.begin("other", t0 + FETCH_GAP).is_err(), "under way");
+        // The key removed from the set is missing from now on, as a rotated-out one.
+        let t1 = t0 + FETCH_GAP + ms(10);
+        f.succeeded(t1, REFETCH_INTERVAL, judged, &set(&["k1"]), &set(&["k2"]));
+        assert!(matches!(f.begin("k1", t1), Err(KeyError::Unknown(_))));
+        assert!(f.refresh(t1).is_none());
+        // A refresh that fails leaves the gap before the next, too.
+        let t2 = t1 + FETCH_GAP;
+        assert!(f.refresh(t2).is_some());
+        f.failed(t2);
+        assert!(f.refresh(t2 + ms(999)).is_none());
+        assert!(f.refresh(t2 + FETCH_GAP).is_some());
     }
 
     #[test]

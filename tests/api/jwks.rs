@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use jwt_simple::prelude::*;
@@ -18,11 +18,13 @@ const BETTER_AUTH: &str = "http://localhost:3000";
 /// its `Retry-After: 1` tells a client to wait.
 const PAST_THE_GAP: std::time::Duration = std::time::Duration::from_millis(1100);
 
-/// A JWKS endpoint whose document the test can change, counting the fetches.
+/// A JWKS endpoint whose document the test can change, counting the fetches, and which
+/// the test can take down (then it answers 503).
 struct JwksServer {
     url: String,
     doc: Arc<Mutex<String>>,
     fetches: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
 }
 
 impl JwksServer {
@@ -31,10 +33,12 @@ impl JwksServer {
         let url = format!("http://{}/api/auth/jwks", listener.local_addr().unwrap());
         let doc = Arc::new(Mutex::new(String::new()));
         let fetches = Arc::new(AtomicUsize::new(0));
+        let down = Arc::new(AtomicBool::new(false));
         let server = JwksServer {
             url,
             doc: doc.clone(),
             fetches: fetches.clone(),
+            down: down.clone(),
         };
         server.publish(keys);
         std::thread::spawn(move || {
@@ -46,8 +50,12 @@ impl JwksServer {
                 }
                 fetches.fetch_add(1, Ordering::SeqCst);
                 let body = doc.lock().unwrap().clone();
-                // Chunked, as Node servers answer.
                 let mut out = &stream;
+                if down.load(Ordering::SeqCst) {
+                    let _ = write!(out, "HTTP/1.1 503 Service Unavailable\r\n\r\n");
+                    continue;
+                }
+                // Chunked, as Node servers answer.
                 let _ = write!(
                     out,
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
@@ -68,6 +76,10 @@ impl JwksServer {
 
     fn fetches(&self) -> usize {
         self.fetches.load(Ordering::SeqCst)
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
     }
 }
 
@@ -273,7 +285,7 @@ fn a_made_up_kid_does_not_make_a_new_key_unknown() {
     // The same while made-up kids arrive all the time: whichever request fetches, the new
     // key is cached, so a client that waits as told is answered.
     let k3 = Ed25519KeyPair::generate().with_key_id("k3");
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {
             for i in 0.. {
@@ -557,4 +569,70 @@ fn a_jwks_endpoint_that_sends_an_endless_line_costs_no_memory() {
             "{context}: the peak memory grew by {grown} bytes"
         );
     }
+}
+
+/// The refetch interval of the tests of the key set's age: time enough for a few requests.
+const SHORT_REFETCH: std::time::Duration = std::time::Duration::from_millis(2000);
+
+/// Finding F3 of the re-probe: a known kid never made the set be fetched again, so a key
+/// removed from the JWKS (revoked) was accepted for as long as no unknown kid came. Once
+/// the set is older than the refetch interval, a request fetches it again, and the token
+/// remembered as verified by the removed key is verified again and refused.
+#[test]
+fn a_key_removed_from_the_jwks_stops_working_once_the_set_is_too_old() {
+    let k1 = Ed25519KeyPair::generate().with_key_id("k1");
+    let k2 = Ed25519KeyPair::generate().with_key_id("k2");
+    let jwks = JwksServer::start(&[k1.public_key().to_jwk(), k2.public_key().to_jwk()]);
+    let app = app_for(&jwks, SHORT_REFETCH);
+    let revoked = app.with_token(&k1.sign(claims("u")).unwrap());
+    let kept = app.with_token(&k2.sign(claims("u")).unwrap());
+    // The second request is answered from the verified-token cache.
+    for _ in 0..2 {
+        assert_eq!(revoked.get("/api/tasks").status, 200);
+    }
+    jwks.publish(&[k2.public_key().to_jwk()]);
+    assert_eq!(
+        revoked.get("/api/tasks").status,
+        200,
+        "the set is still new"
+    );
+    assert_eq!(jwks.fetches(), 1);
+
+    std::thread::sleep(SHORT_REFETCH + std::time::Duration::from_millis(100));
+    let r = revoked.get("/api/tasks");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(jwks.fetches(), 2, "the set was fetched again");
+    assert_eq!(kept.get("/api/tasks").status, 200);
+    assert_eq!(revoked.get("/api/tasks").status, 401);
+    assert_eq!(jwks.fetches(), 2);
+}
+
+/// The other side of F3: while the JWKS cannot be fetched, a set older than the refetch
+/// interval is used as it is (nobody is signed out because Better Auth is briefly down),
+/// fetched again at most once a second, and replaced once a fetch works.
+#[test]
+fn a_set_too_old_is_used_while_the_jwks_is_down() {
+    let k1 = Ed25519KeyPair::generate().with_key_id("k1");
+    let jwks = JwksServer::start(&[k1.public_key().to_jwk()]);
+    let app = app_for(&jwks, SHORT_REFETCH);
+    let client = app.with_token(&k1.sign(claims("u")).unwrap());
+    assert_eq!(client.get("/api/tasks").status, 200);
+    jwks.set_down(true);
+
+    std::thread::sleep(SHORT_REFETCH + std::time::Duration::from_millis(100));
+    for _ in 0..3 {
+        let r = client.get("/api/tasks");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(jwks.fetches(), 2, "one fetch tried, then the gap");
+    std::thread::sleep(PAST_THE_GAP);
+    assert_eq!(client.get("/api/tasks").status, 200);
+    assert_eq!(jwks.fetches(), 3, "and another once the gap is over");
+
+    // Back up, without the key: the next fetch replaces the set.
+    jwks.publish(&[]);
+    jwks.set_down(false);
+    std::thread::sleep(PAST_THE_GAP);
+    assert_eq!(client.get("/api/tasks").status, 401);
+    assert_eq!(jwks.fetches(), 4);
 }
