@@ -30,8 +30,9 @@ pub struct Config {
     pub issuer: Option<String>,
     /// The required `aud` of HS256 tokens, if any.
     pub audience: Option<String>,
-    /// How long a `kid` that a JWKS fetch did not have stays refused (401) while no other
-    /// fetch may start (`jwks::REFETCH_INTERVAL`; fetches are a second apart at least).
+    /// How long a JWKS fetch's answer is taken as it is (`jwks::REFETCH_INTERVAL`): its keys
+    /// are used without asking again, and a `kid` it did not have stays refused (401) while
+    /// no other fetch may start (fetches are a second apart at least).
     pub jwks_refetch: std::time::Duration,
     /// Origins allowed by CORS, each as `scheme://host[:port]`.
     pub cors_origins: Vec<String>,
