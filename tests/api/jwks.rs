@@ -385,19 +385,24 @@ fn a_dead_jwks_endpoint_costs_503s_not_hung_workers() {
 /// A JWKS endpoint that answers each connection with `head`, then `drip` every 200 ms for
 /// up to 15 s (or until the reader has gone).
 fn trickling_jwks(head: &'static str, drip: &'static str) -> String {
+    scripted_jwks(move |mut stream| {
+        let _ = stream.write_all(head.as_bytes());
+        for _ in 0..75 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if stream.write_all(drip.as_bytes()).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// A JWKS endpoint that plays `answer` to each connection, on a thread of its own.
+fn scripted_jwks(answer: impl Fn(TcpStream) + Copy + Send + 'static) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/jwks", listener.local_addr().unwrap());
     std::thread::spawn(move || {
-        for mut stream in listener.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                let _ = stream.write_all(head.as_bytes());
-                for _ in 0..75 {
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                    if stream.write_all(drip.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || answer(stream));
         }
     });
     url
@@ -433,13 +438,7 @@ fn a_jwks_endpoint_that_trickles_its_answer_holds_nothing_for_long() {
         // More requests for unknown keys than the server has workers, then an HS256
         // request and a health check behind them.
         let (unknown, alice, health) = std::thread::scope(|s| {
-            let unknown: Vec<_> = (0..9)
-                .map(|i| {
-                    let key = Ed25519KeyPair::generate().with_key_id(&format!("k{i}"));
-                    let client = app.with_token(&key.sign(claims("u")).unwrap());
-                    s.spawn(move || client.get("/api/tasks").status)
-                })
-                .collect();
+            let unknown = unknown_kids(s, &app, 9);
             std::thread::sleep(std::time::Duration::from_millis(300));
             let alice = app.user("alice").get("/api/tasks").status;
             let health = app.anonymous().get("/health").status;
@@ -493,13 +492,7 @@ fn a_hanging_fetch_holds_up_no_other_request() {
 
     std::thread::scope(|s| {
         // Many more requests for unknown keys than the server has workers.
-        let unknown: Vec<_> = (0..30)
-            .map(|i| {
-                let key = Ed25519KeyPair::generate().with_key_id(&format!("k{i}"));
-                let client = app.with_token(&key.sign(claims("u")).unwrap());
-                s.spawn(move || client.get("/api/tasks").status)
-            })
-            .collect();
+        let unknown = unknown_kids(s, &app, 30);
         let fetch = fetches
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("a fetch started");
@@ -519,18 +512,11 @@ fn a_hanging_fetch_holds_up_no_other_request() {
 /// A JWKS endpoint that answers each connection with `head`, then `a`s as fast as it can
 /// until the reader has gone.
 fn endless_jwks(head: &'static str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                let _ = stream.write_all(head.as_bytes());
-                let block = [b'a'; 64 * 1024];
-                while stream.write_all(&block).is_ok() {}
-            });
-        }
-    });
-    url
+    scripted_jwks(move |mut stream| {
+        let _ = stream.write_all(head.as_bytes());
+        let block = [b'a'; 64 * 1024];
+        while stream.write_all(&block).is_ok() {}
+    })
 }
 
 /// The most memory this process has held so far, in bytes (Linux's `VmHWM`).
@@ -635,4 +621,20 @@ fn a_set_too_old_is_used_while_the_jwks_is_down() {
     std::thread::sleep(PAST_THE_GAP);
     assert_eq!(client.get("/api/tasks").status, 401);
     assert_eq!(jwks.fetches(), 4);
+}
+
+/// `n` requests at once, each with a token of a key the JWKS does not have (kids `k0`,
+/// `k1`, ...): their statuses, once joined.
+fn unknown_kids<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    app: &'s TestApp,
+    n: usize,
+) -> Vec<std::thread::ScopedJoinHandle<'s, u16>> {
+    (0..n)
+        .map(|i| {
+            let key = Ed25519KeyPair::generate().with_key_id(&format!("k{i}"));
+            let client = app.with_token(&key.sign(claims("u")).unwrap());
+            s.spawn(move || client.get("/api/tasks").status)
+        })
+        .collect()
 }
