@@ -12,6 +12,7 @@ import {
   call,
   decodeJwt,
   newSecret,
+  sleep,
   runTag,
   signUp,
   startTodoApi,
@@ -251,7 +252,15 @@ describe("forged and foreign tokens are refused", () => {
     try {
       const mallory = await signUp(other.url, { email: `mallory-${TAG}@example.com`, name: "Mallory" });
       assert.notEqual(decodeJwt(mallory.jwt).header.kid, decodeJwt(alice.jwt).header.kid, "the second instance has its own kid");
-      assertInvalidToken(await tasks(mallory.jwt), "EdDSA JWT of the second instance");
+      // An unknown kid within a second of the server's last JWKS fetch cannot be judged
+      // yet: 503 with Retry-After: 1 (API.md, Authentication). Waiting as told, 401.
+      let res = await tasks(mallory.jwt);
+      if (res.status === 503) {
+        assert.equal(res.headers.get("retry-after"), "1", `Retry-After (body ${res.text})`);
+        await sleep(1100);
+        res = await tasks(mallory.jwt);
+      }
+      assertInvalidToken(res, "EdDSA JWT of the second instance");
       assertInvalidToken(await tasks(mallory.sessionData), "session_data JWT of the second instance");
     } finally {
       await other.close();
