@@ -103,7 +103,7 @@ pub fn open(
 pub fn redact(database: &Database) -> String {
     match database {
         Database::Sqlite(path) => format!("sqlite {path}"),
-        Database::Postgres(url) if !query_names_are_plain(url) => {
+        Database::Postgres(url) if !query_is_plainly_parameters(url) => {
             // A raw `?` in the password ends the URL's base inside it.
             "postgres (a URL that cannot be read; not shown)".into()
         }
@@ -122,7 +122,7 @@ pub fn redact(database: &Database) -> String {
 /// the password, the `@` and the host follow it: such a URL must be neither shown nor
 /// read (the driver's refusals quote what they refuse). An `@` in a parameter's value is
 /// written `%40`.
-pub(crate) fn query_names_are_plain(url: &str) -> bool {
+pub(crate) fn query_is_plainly_parameters(url: &str) -> bool {
     let query = url.split_once('?').map_or("", |(_, q)| q);
     !query.contains('@')
         && query.split('&').filter(|p| !p.is_empty()).all(|pair| {

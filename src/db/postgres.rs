@@ -1074,7 +1074,7 @@ impl<'a> FromSql<'a> for Micros {
 /// `sslrootcert=` (where config.rs puts `PGSSLROOTCERT`). Without any `sslmode`, the
 /// connection is plain TCP, as for a local database.
 fn connect_options(url: &str) -> Result<(postgres::Config, Option<MakeTlsConnector>), String> {
-    if !super::query_names_are_plain(url) {
+    if !super::query_is_plainly_parameters(url) {
         // Nothing of the URL is quoted: the "name" may be the rest of a password.
         return Err(
             "DATABASE_URL cannot be read: after its first `?` comes an `@` or a \

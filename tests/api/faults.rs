@@ -823,13 +823,10 @@ fn chunked_bodies_with_extensions_and_trailers_are_read() {
 #[test]
 fn an_endless_chunk_size_line_is_refused_early() {
     let app = TestApp::spawn(Engine::Sqlite);
-    let mut stream = TcpStream::connect(app.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-        .write_all(format!("{}Transfer-Encoding: chunked\r\n\r\n", post_head("")).as_bytes())
-        .unwrap();
+    let mut stream = sent(
+        app.addr,
+        format!("{}Transfer-Encoding: chunked\r\n\r\n", post_head("")).as_bytes(),
+    );
     // Written until the server stops reading (it closes after its 400), at most 8 MB.
     let zeros = vec![b'0'; 64 * 1024];
     let mut sent = 0;
@@ -1114,11 +1111,7 @@ fn an_answer_says_connection_close_when_its_connection_ends() {
         ),
     ];
     for (context, raw, closes) in &cases {
-        let mut stream = TcpStream::connect(app.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        stream.write_all(raw.as_bytes()).unwrap();
+        let stream = sent(app.addr, raw.as_bytes());
         let mut reader = BufReader::new(stream);
         let r = try_read_response(&mut reader).unwrap_or_else(|e| panic!("{context}: {e}"));
         assert!(
@@ -1210,11 +1203,7 @@ fn transport_errors_are_answered_at_once_say_close_and_close() {
     ];
     for (context, raw, status) in &cases {
         let started = Instant::now();
-        let mut stream = TcpStream::connect(app.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        stream.write_all(raw).unwrap();
+        let stream = sent(app.addr, raw);
         let mut reader = BufReader::new(stream);
         let r = try_read_response(&mut reader).unwrap_or_else(|e| panic!("{context}: {e}"));
         assert!(
@@ -1286,11 +1275,7 @@ fn request_forms_rfc_9112_accepts_are_served() {
     assert_eq!(titles, ["to do"]);
 
     // A CRLF split between two reads is one line end.
-    let mut stream = TcpStream::connect(app.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(b"GET /health HTTP/1.1\r").unwrap();
+    let mut stream = sent(app.addr, b"GET /health HTTP/1.1\r");
     std::thread::sleep(Duration::from_millis(100));
     stream
         .write_all(b"\nHost: x\r\nConnection: close\r")
@@ -1729,13 +1714,7 @@ fn past_the_connection_cap_a_silent_connection_holds_up_nobody() {
     let started = Instant::now();
     let held: Vec<BufReader<TcpStream>> = (0..cap)
         .map(|i| {
-            let mut stream = TcpStream::connect(app.addr).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            stream
-                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-                .unwrap();
+            let stream = sent(app.addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
             let mut reader = BufReader::new(stream);
             let r = try_read_response(&mut reader).unwrap_or_else(|e| panic!("{i}: {e}"));
             assert_eq!(r.status, 200, "connection {i}");

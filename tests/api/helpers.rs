@@ -378,6 +378,16 @@ pub fn request_bytes(
     raw
 }
 
+/// A new connection to `addr` on which `raw` has been written, whose reads give up after 5 s.
+pub fn sent(addr: SocketAddr, raw: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(raw).unwrap();
+    stream
+}
+
 /// Writes raw bytes and reads one response (without a body if the request is a HEAD).
 pub fn raw_request(addr: SocketAddr, raw: &[u8]) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect");

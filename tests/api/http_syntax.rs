@@ -2,9 +2,7 @@
 //! request (a JSON 400 or 505 saying `Connection: close`, and nothing after it read as a
 //! request), and the `Connection` options that decide whether a connection lives on.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::io::{self, BufRead, BufReader, Read};
 
 use crate::helpers::*;
 
@@ -17,11 +15,7 @@ const NEXT: &str = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n
 /// stream, or a reset where it left some of what was sent unread): each answer's status
 /// line, and the answer.
 fn answers(app: &TestApp, raw: &[u8], context: &str) -> Vec<(String, Response)> {
-    let mut stream = TcpStream::connect(app.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(raw).unwrap();
+    let stream = sent(app.addr, raw);
     let mut reader = BufReader::new(stream);
     let mut answers = Vec::new();
     loop {
@@ -388,11 +382,7 @@ fn refusals_of_head_requests_carry_no_content() {
             400,
         ),
     ] {
-        let mut stream = TcpStream::connect(app.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        stream.write_all(raw.as_bytes()).unwrap();
+        let mut stream = sent(app.addr, raw.as_bytes());
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).unwrap();
         let answer = String::from_utf8_lossy(&answer);
@@ -402,8 +392,7 @@ fn refusals_of_head_requests_carry_no_content() {
         assert_eq!(content, "", "{raw:?}");
     }
     // The same refusal of a GET keeps its detail.
-    let mut stream = TcpStream::connect(app.addr).unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut stream = sent(app.addr, b"GET / HTTP/1.1\r\n\r\n");
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     assert!(answer.ends_with("\"}"), "{answer}");
