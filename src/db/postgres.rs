@@ -707,10 +707,14 @@ impl PgStore {
 
     /// Runs a write, once more on a fresh connection only when the first run certainly did
     /// not take effect: the server ended the session for sitting idle in the pool
-    /// (`idle_session_timeout`, as hosted databases set it: PostgreSQL checks for that
-    /// timeout right after reading a command and before running it), or a table was
-    /// missing (the statement could not be planned). Any other failure may have come after
-    /// the commit (a crash or an immediate shutdown ends sessions at any point, even between
+    /// (`idle_session_timeout`, as hosted databases set it), or a table was missing (the
+    /// statement could not be planned). PostgreSQL arms that timeout only while the session
+    /// waits for its next command, and disarms it once one is read, so the session ended
+    /// before it read the write; and the driver gives a statement the session's end only
+    /// when that statement's reply had not come whole (vendor/postgres/PATCHES.md): a
+    /// timeout that ended the session after an earlier statement's reply is that
+    /// statement's success, not this error. Any other failure may have come after the
+    /// commit (a crash or an immediate shutdown ends sessions at any point, even between
     /// the commit and the answer), so the write is not run again: that is a 503.
     fn write<T>(&self, f: impl Fn(&mut PgConn) -> Result<T, postgres::Error>) -> Result<T> {
         let mut conn = self.conn()?;

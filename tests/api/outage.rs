@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -977,22 +977,30 @@ fn sqlite_writes_again_once_its_file_is_writable_again() {
 /// `HOLD`: accepted, never read from nor answered, kept open for good, as by a frozen host
 /// (whose kernel still completes the handshake) or a hung proxy; `MUTE_AFTER_START`:
 /// relayed until the server's first ReadyForQuery, after which the server is heard no more,
-/// as a pooler that hangs after the start-up; `FORWARD`: relayed.
+/// as a pooler that hangs after the start-up; `FORWARD`: relayed; `FORWARD_REPLIES`: relayed
+/// a whole reply (up to its ReadyForQuery) at a time, so that the session can be ended right
+/// after one (`end_after_next_write`).
 struct Relay {
     addr: SocketAddr,
     mode: Arc<AtomicUsize>,
+    /// The SQLSTATE of a FATAL to end a session with, in one piece with the next reply to
+    /// an INSERT, UPDATE or DELETE (`FORWARD_REPLIES` only); taken when sent.
+    end_after_write: Arc<Mutex<Option<&'static str>>>,
 }
 
 impl Relay {
     const HOLD: usize = 0;
     const MUTE_AFTER_START: usize = 1;
     const FORWARD: usize = 2;
+    const FORWARD_REPLIES: usize = 3;
 
     fn start(target: SocketAddr, mode: usize) -> Relay {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let mode = Arc::new(AtomicUsize::new(mode));
         let now = mode.clone();
+        let end_after_write = Arc::new(Mutex::new(None));
+        let end = end_after_write.clone();
         thread::spawn(move || {
             let mut held = Vec::new();
             for client in listener.incoming() {
@@ -1012,7 +1020,12 @@ impl Relay {
                     let _ = up_to.shutdown(std::net::Shutdown::Write);
                 });
                 let (mut from, mut to) = (server, client);
+                let end = end.clone();
                 thread::spawn(move || {
+                    if mode == Relay::FORWARD_REPLIES {
+                        Relay::forward_replies(&mut from, &mut to, &end);
+                        return;
+                    }
                     if mode == Relay::MUTE_AFTER_START {
                         // Message by message (a type byte, then a length that counts itself)
                         // up to the first ReadyForQuery ('Z'), then nothing more.
@@ -1038,7 +1051,91 @@ impl Relay {
                 });
             }
         });
-        Relay { addr, mode }
+        Relay {
+            addr,
+            mode,
+            end_after_write,
+        }
+    }
+
+    /// Has the session that carries the next write's reply end right after it, with a
+    /// FATAL of SQLSTATE `code` in the same piece as the reply, then end of file: as
+    /// PostgreSQL does when `pg_terminate_backend` (57P01) or `idle_session_timeout`
+    /// (57P05) comes just after a statement, and a read takes both at once.
+    fn end_after_next_write(&self, code: &'static str) {
+        *self.end_after_write.lock().unwrap() = Some(code);
+    }
+
+    /// Whether the session end asked for has been sent.
+    fn ended_a_session(&self) -> bool {
+        self.end_after_write.lock().unwrap().is_none()
+    }
+
+    /// Relays the server's messages (a type byte, then a length that counts itself) a reply
+    /// at a time: up to each ReadyForQuery ('Z'), or authentication request ('R'), which
+    /// waits for the client.
+    fn forward_replies(
+        from: &mut TcpStream,
+        to: &mut TcpStream,
+        end_after_write: &Mutex<Option<&'static str>>,
+    ) {
+        let mut reply = Vec::new();
+        let mut wrote = false;
+        let mut head = [0u8; 5];
+        while from.read_exact(&mut head).is_ok() {
+            let len = u32::from_be_bytes(head[1..].try_into().unwrap()) as usize;
+            let mut body = vec![0; len.saturating_sub(4)];
+            if from.read_exact(&mut body).is_err() {
+                break;
+            }
+            if head[0] == b'C'
+                && [&b"INSERT"[..], b"UPDATE", b"DELETE"]
+                    .iter()
+                    .any(|t| body.starts_with(t))
+            {
+                wrote = true;
+            }
+            reply.extend_from_slice(&head);
+            reply.extend_from_slice(&body);
+            if head[0] != b'Z' && head[0] != b'R' {
+                continue;
+            }
+            let code = if head[0] == b'Z' && std::mem::take(&mut wrote) {
+                end_after_write.lock().unwrap().take()
+            } else {
+                None
+            };
+            if let Some(code) = code {
+                let mut fields = Vec::new();
+                for (field, value) in [
+                    (b'S', "FATAL"),
+                    (b'V', "FATAL"),
+                    (b'C', code),
+                    (b'M', "terminating connection (the test's relay)"),
+                ] {
+                    fields.push(field);
+                    fields.extend_from_slice(value.as_bytes());
+                    fields.push(0);
+                }
+                fields.push(0);
+                reply.push(b'E');
+                reply.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+                reply.extend_from_slice(&fields);
+            }
+            if to.write_all(&reply).is_err() {
+                return;
+            }
+            reply.clear();
+            if code.is_some() {
+                // The session is over for both: PostgreSQL's backend sees end of file and
+                // exits, and the client reads the FATAL and then end of file.
+                let _ = from.shutdown(std::net::Shutdown::Both);
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+        }
+        let _ = to.write_all(&reply);
+        let _ = to.shutdown(std::net::Shutdown::Write);
     }
 }
 
@@ -1116,5 +1213,75 @@ fn connections_that_are_never_answered_are_given_up_and_the_pool_recovers() {
             thread::sleep(Duration::from_millis(200));
         }
         app.create(&alice, r#"{"title": "after the hang"}"#);
+    }
+}
+
+/// PostgreSQL may end a session right after a statement's reply (`pg_terminate_backend`,
+/// a fast shutdown, `idle_session_timeout`), and the server may read that end in the same
+/// piece as the reply. The write was done, and its reply came whole: it is answered as
+/// done, and done once. The driver used to return the session's end instead: a 503 for a
+/// write that was committed (57P01), or, for the idle timeout (57P05, which `write` takes
+/// for a session that ended before the write and runs again), a second run: two tasks for
+/// one 201, a toggle applied twice, a delete answered 404.
+#[test]
+fn a_write_whose_reply_came_before_the_session_ended_is_answered_as_done_once() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    let db = TestDb::new(&engine);
+    let url = db.postgres_url().unwrap();
+    let target = {
+        use std::net::ToSocketAddrs;
+        authority(&url).1.to_socket_addrs().unwrap().next().unwrap()
+    };
+    let relay = Relay::start(target, Relay::FORWARD_REPLIES);
+    let through_relay = relayed(&url, relay.addr);
+    let app = TestApp::spawn_with(db, |c| c.database = Database::Postgres(through_relay));
+    let alice = app.user("alice");
+    // The user's row is written before any session is ended.
+    app.create(&alice, r#"{"title": "first"}"#);
+    let mut own = app.db.postgres_client().unwrap();
+    let mut count =
+        |sql: &str, title: &str| -> i64 { own.query_one(sql, &[&title]).unwrap().get(0) };
+
+    for code in ["57P01", "57P05"] {
+        let title = format!("ended by {code}");
+        relay.end_after_next_write(code);
+        let r = alice.post("/api/tasks", &json!({ "title": title }).to_string());
+        assert!(
+            relay.ended_a_session(),
+            "{code}: no write reached the relay"
+        );
+        assert_eq!(r.status, 201, "{code}: create: {}", r.text());
+        let rows = count("select count(*) from tasks where title = $1", &title);
+        assert_eq!(rows, 1, "{code}: one 201, {rows} tasks");
+        let id = r.json()["id"].as_i64().unwrap();
+
+        relay.end_after_next_write(code);
+        let r = alice.patch(&format!("/api/tasks/{id}/complete"), "");
+        assert!(
+            relay.ended_a_session(),
+            "{code}: no write reached the relay"
+        );
+        assert_eq!(r.status, 200, "{code}: toggle: {}", r.text());
+        assert_eq!(r.json()["completed"], true, "{code}");
+        let completed = count(
+            "select count(*) from tasks where title = $1 and completed",
+            &title,
+        );
+        assert_eq!(
+            completed, 1,
+            "{code}: one toggle acknowledged, applied twice"
+        );
+
+        relay.end_after_next_write(code);
+        let r = alice.delete(&format!("/api/tasks/{id}"));
+        assert!(
+            relay.ended_a_session(),
+            "{code}: no write reached the relay"
+        );
+        assert_eq!(r.status, 204, "{code}: delete: {}", r.text());
+        let rows = count("select count(*) from tasks where title = $1", &title);
+        assert_eq!(rows, 0, "{code}");
     }
 }

@@ -407,10 +407,11 @@ fn a_relation_the_schema_cannot_make_is_not_retried_on_every_request() {
 
 /// A database that ends idle sessions (`idle_session_timeout`, as hosted services and
 /// poolers do) ends the pool's connections between requests; the server hears of it only
-/// on its next statement, which the session's end answered instead (PostgreSQL checks for
-/// that timeout after reading a command, before running it). So a write is run again on a
-/// fresh connection: 201, not 500 (nor 503). Sessions an administrator terminated may
-/// have ended after a commit, so a write there is not run again: 503, or done once.
+/// on its next statement, which the session's end answered instead (PostgreSQL ends the
+/// session while it waits for a command, before it read that statement). So a write is
+/// run again on a fresh connection: 201, not 500 (nor 503). Sessions an administrator
+/// terminated may have ended after a commit, so a write there is not run again: 503, or
+/// done once.
 #[test]
 fn writes_on_sessions_the_server_ended_while_idle_are_run_again() {
     let Some(engine) = Engine::postgres() else {

@@ -74,7 +74,18 @@ impl Connection {
                             notice_callback(notice)
                         }
                         Poll::Ready(Some(Ok(_))) => {}
-                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                        // todo-api patch: the connection ended with an error (a FATAL sent
+                        // right after a statement's ReadyForQuery, say, read in the same
+                        // piece as that reply). Everything received before it has been
+                        // handed to its statement already: one whose reply is complete gets
+                        // its result, which the error did not change; only one still waiting
+                        // gets the error.
+                        Poll::Ready(Some(Err(e))) => {
+                            return match f(cx, notifications, false) {
+                                Poll::Ready(result) => Poll::Ready(result),
+                                Poll::Pending => Poll::Ready(Err(e)),
+                            };
+                        }
                         Poll::Ready(None) => break true,
                         Poll::Pending => break false,
                     }
