@@ -193,6 +193,11 @@ impl From<postgres::Error> for Error {
                         // cancelled query): the database is busy or blocked, try again.
                         SqlState::QUERY_CANCELED,
                         SqlState::LOCK_NOT_AVAILABLE,
+                        // Rolled back for a concurrent statement (a serialization failure
+                        // or a deadlock), and again when run once more (db/postgres.rs):
+                        // nothing was done, try again.
+                        SqlState::T_R_SERIALIZATION_FAILURE,
+                        SqlState::T_R_DEADLOCK_DETECTED,
                         // A table is missing (the database re-created): the schema is
                         // applied again, at most every 30 s (db/postgres.rs).
                         SqlState::UNDEFINED_TABLE,

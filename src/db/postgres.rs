@@ -681,7 +681,8 @@ impl PgStore {
     }
 
     /// Runs `f` on a connection from `checkout`, once more on a fresh one if that one turned
-    /// out to be dead, or the tables were missing (`tables_missing`).
+    /// out to be dead, the statement lost to a concurrent one (`conflicted`), or the tables
+    /// were missing (`tables_missing`).
     fn retried<T>(
         &self,
         checkout: impl Fn() -> Result<Conn>,
@@ -693,6 +694,7 @@ impl PgStore {
             // deadline, and the database is not answering.
             Err(e)
                 if conn.client.is_closed() && !conn.shut_down_by_watchdog()
+                    || conflicted(&e)
                     || self.tables_missing(&e) =>
             {
                 log::debug!("retrying a read on a fresh connection after: {e}");
@@ -713,14 +715,17 @@ impl PgStore {
     /// before it read the write; and the driver gives a statement the session's end only
     /// when that statement's reply had not come whole (vendor/postgres/PATCHES.md): a
     /// timeout that ended the session after an earlier statement's reply is that
-    /// statement's success, not this error. Any other failure may have come after the
-    /// commit (a crash or an immediate shutdown ends sessions at any point, even between
-    /// the commit and the answer), so the write is not run again: that is a 503.
+    /// statement's success, not this error. A write that lost to a concurrent one
+    /// (`conflicted`) was rolled back, and is run again too. Any other failure may have
+    /// come after the commit (a crash or an immediate shutdown ends sessions at any point,
+    /// even between the commit and the answer), so the write is not run again: that is a
+    /// 503.
     fn write<T>(&self, f: impl Fn(&mut PgConn) -> Result<T, postgres::Error>) -> Result<T> {
         let mut conn = self.conn()?;
         match self.run(&mut conn, &f) {
             Err(e)
                 if conn.client.is_closed() && is(&e, &SqlState::IDLE_SESSION_TIMEOUT)
+                    || conflicted(&e)
                     || self.tables_missing(&e) =>
             {
                 log::debug!("running a write again on a fresh connection after: {e}");
@@ -1026,6 +1031,16 @@ fn id_and_user<'a>(id: &'a i64, user_id: &'a &str) -> [(&'a (dyn ToSql + Sync), 
 
 fn is(e: &postgres::Error, state: &SqlState) -> bool {
     e.code() == Some(state)
+}
+
+/// True for a statement PostgreSQL rolled back because it conflicted with a concurrent
+/// one: a serialization failure (40001; under a default isolation of REPEATABLE READ or
+/// SERIALIZABLE, a row another transaction changed after the statement's snapshot) or a
+/// deadlock (40P01). Each of our statements is a transaction of its own, so it did
+/// nothing, and run again, on a new snapshot, it usually succeeds; should it fail again,
+/// that is a 503 (`crate::error`).
+fn conflicted(e: &postgres::Error) -> bool {
+    is(e, &SqlState::T_R_SERIALIZATION_FAILURE) || is(e, &SqlState::T_R_DEADLOCK_DETECTED)
 }
 
 fn one(rows: &[Row]) -> Result<Task> {

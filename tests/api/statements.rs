@@ -1,7 +1,8 @@
 //! `DB_STATEMENT_CACHE=false`: every statement sent unnamed (what the store also falls back
 //! to behind a transaction-mode pooler) gives the same answers as the default prepared
-//! statements, on every route; a value that does not decode is 500, not 503; and a
-//! prepared statement whose table changed under it is prepared again.
+//! statements, on every route; a value that does not decode is 500, not 503; a
+//! prepared statement whose table changed under it is prepared again; and a statement
+//! rolled back for a concurrent one is run again, then 503.
 
 use std::time::{Duration, Instant};
 
@@ -564,5 +565,124 @@ fn the_debug_log_holds_no_statement_parameters() {
         "renamed 5d6e",
     ] {
         assert!(!log.contains(private), "{private} in the log:\n{log}");
+    }
+}
+
+/// With the database's default isolation at REPEATABLE READ (or SERIALIZABLE), a statement
+/// that waited for a row another transaction then changed fails with a serialization
+/// failure (40001), having done nothing: it is run once more, on a new snapshot, and the
+/// toggle is done once, not answered 500.
+#[test]
+fn a_write_that_lost_to_a_concurrent_transaction_is_run_again() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    let db = TestDb::new(&engine);
+    let name = db.postgres_name().unwrap().to_string();
+    db.postgres_client()
+        .unwrap()
+        .batch_execute(&format!(
+            "alter database \"{name}\" set default_transaction_isolation = 'repeatable read'"
+        ))
+        .unwrap();
+    let app = TestApp::spawn_with(db, |_| {});
+    let alice = app.user("alice");
+    let id = app.create(&alice, r#"{"title": "contended"}"#)["id"]
+        .as_i64()
+        .unwrap();
+
+    // Arrange: the task's row is changed by a transaction of the test's own, still open.
+    let mut own = app.db.postgres_client().unwrap();
+    let mut tx = own.transaction().unwrap();
+    tx.execute("update tasks set title = 'changed' where id = $1", &[&id])
+        .unwrap();
+
+    // Act: a toggle waits for that row; the transaction then commits.
+    let toggle = {
+        let alice = alice.clone();
+        std::thread::spawn(move || alice.patch(&format!("/api/tasks/{id}/complete"), ""))
+    };
+    let mut watcher = app.db.postgres_client().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "select count(*) from pg_stat_activity \
+                 where datname = current_database() and wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the toggle never waited for the row"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tx.commit().unwrap();
+
+    // Assert: done once, on the committed row.
+    let r = toggle.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["completed"], true);
+    assert_eq!(r.json()["title"], "changed");
+    let stored = alice.get(&format!("/api/tasks/{id}")).json();
+    assert_eq!(stored["completed"], true);
+}
+
+/// A write rolled back for a serialization failure (40001) or a deadlock (40P01) did
+/// nothing: it is run once more, and if that fails the same way too, it is a 503 with
+/// `Retry-After` (the database is busy), never a 500. A trigger of the test's raises them
+/// for titles `fail <SQLSTATE> <times> ...`, counting attempts in a sequence.
+#[test]
+fn serialization_failures_and_deadlocks_are_run_again_once_then_503() {
+    let Some(app) = postgres_app(|_| {}) else {
+        return;
+    };
+    let alice = app.user("alice");
+    app.create(&alice, r#"{"title": "first"}"#);
+    alter_under_the_server(
+        &app,
+        "create sequence attempts; \
+         create function fail_as_titled() returns trigger language plpgsql as $$ \
+         begin \
+           if new.title like 'fail %' \
+              and nextval('attempts') <= split_part(new.title, ' ', 3)::int then \
+             raise exception 'conflict (the test''s trigger)' \
+               using errcode = split_part(new.title, ' ', 2); \
+           end if; \
+           return new; \
+         end $$; \
+         create trigger fail_as_titled before insert on tasks \
+           for each row execute function fail_as_titled();",
+    );
+    let mut own = app.db.postgres_client().unwrap();
+    for (code, times, status) in [
+        ("40001", 1, 201),
+        ("40P01", 1, 201),
+        ("40001", 2, 503),
+        ("40P01", 2, 503),
+    ] {
+        own.batch_execute("alter sequence attempts restart")
+            .unwrap();
+        let title = format!("fail {code} {times} times");
+        let r = alice.post("/api/tasks", &json!({ "title": title }).to_string());
+        assert_eq!(r.status, status, "{title}: {}", r.text());
+        let attempts: i64 = own
+            .query_one("select last_value from attempts", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(attempts, 2, "{title}: run twice");
+        let rows: i64 = own
+            .query_one("select count(*) from tasks where title = $1", &[&title])
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, i64::from(status == 201), "{title}");
+        if status == 503 {
+            assert_eq!(r.header("Retry-After"), Some("1"), "{title}");
+        }
     }
 }
