@@ -818,9 +818,13 @@ impl Store for PgStore {
 
     fn ping(&self) -> Result<()> {
         // Bounded (2 s for a connection, 2 s for the answer), so that /health answers even
-        // when the database hangs without closing its connections: a plain checkout, with
-        // none of `conn`'s statements (the schema is the requests' business).
-        self.retried(|| Ok(self.pool.get()?), PgConn::ping)
+        // when the database hangs without closing its connections: `checkout`, with none of
+        // `conn`'s statements (the schema is the requests' business). Not a plain pool
+        // checkout: after the database ended the pooled connections (a restart, a
+        // failover, `pg_terminate_backend`), each ping and its retry took a dead one, and
+        // /health said 503 for a database that answered, until half the pool was used up;
+        // `checkout` tests the connections once one was found dead, as for requests.
+        self.retried(|| self.checkout(), PgConn::ping)
     }
 
     fn upsert_user(&self, user: &User) -> Result<()> {

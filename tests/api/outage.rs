@@ -1285,3 +1285,69 @@ fn a_write_whose_reply_came_before_the_session_ended_is_answered_as_done_once() 
         assert_eq!(rows, 0, "{code}");
     }
 }
+
+/// The database ends every pooled connection (a restart, a failover, an administrator's
+/// `pg_terminate_backend`) and stays up: `/health` says so at once, 200, as requests do.
+/// Its check took a plain connection from the pool and one more after a failure: each
+/// probe used up two dead ones, and `/health` said 503 for half the pool's size of probes.
+#[test]
+fn health_answers_200_at_once_after_the_pooled_connections_were_ended() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    let app = TestApp::spawn_with(TestDb::new(&engine), |_| {});
+    let alice = app.user("alice");
+    let id = app.create(&alice, r#"{"title": "contended"}"#)["id"]
+        .as_i64()
+        .unwrap();
+    let mut own = app.db.postgres_client().unwrap();
+    let server_backends = |own: &mut postgres::Client, waiting: bool| -> i64 {
+        own.query_one(
+            "select count(*) from pg_stat_activity where datname = current_database() \
+             and pid <> pg_backend_pid() and (not $1 or wait_event_type = 'Lock')",
+            &[&waiting],
+        )
+        .unwrap()
+        .get(0)
+    };
+
+    // Arrange: every pooled connection in use at once (toggles waiting for a row the test
+    // holds, released well within the statement deadline), then idle in the pool.
+    let pool_size = app.config.pool_size as i64;
+    let mut tx = own.transaction().unwrap();
+    tx.execute("select 1 from tasks where id = $1 for update", &[&id])
+        .unwrap();
+    let toggles: Vec<_> = (0..pool_size)
+        .map(|_| {
+            let alice = alice.clone();
+            thread::spawn(move || alice.patch(&format!("/api/tasks/{id}/complete"), ""))
+        })
+        .collect();
+    let mut watcher = app.db.postgres_client().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server_backends(&mut watcher, true) < pool_size && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    tx.commit().unwrap();
+    for toggle in toggles {
+        let r = toggle.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let pooled = server_backends(&mut own, false);
+    assert!(pooled >= 4, "only {pooled} pooled connections");
+
+    // Act: the database ends them all.
+    own.batch_execute(
+        "select pg_terminate_backend(pid) from pg_stat_activity \
+         where datname = current_database() and pid <> pg_backend_pid()",
+    )
+    .unwrap();
+    thread::sleep(Duration::from_millis(200));
+
+    // Assert: every probe says the database answers, as it does.
+    for probe in 0..pooled {
+        let r = app.anonymous().get("/health");
+        assert_eq!(r.status, 200, "probe {probe}: {}", r.text());
+    }
+    assert_eq!(alice.get(&format!("/api/tasks/{id}")).status, 200);
+}
