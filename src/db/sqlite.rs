@@ -4,6 +4,9 @@
 //! connection's page cache is 1 MiB (the default 2 MiB times eight connections made the
 //! SQLite server's RSS 24 MB under load; the OS page cache still holds the file).
 
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,26 +29,235 @@ const CONSTRAINT_FOREIGNKEY: i32 = 787;
 
 type Pool = r2d2::Pool<Manager>;
 
-/// r2d2_sqlite's manager, except that a connection SQLite opened read-only (it does so,
-/// silently, when the file is not writable at that moment) is dropped when it comes back
-/// to the pool: once the file is writable again, new connections write, without a restart.
-struct Manager(SqliteConnectionManager);
+/// r2d2_sqlite's manager, except for what it checks about the connections it pools:
+/// - a connection SQLite opened read-only (it does so, silently, when the file is not
+///   writable at that moment) is dropped when it comes back to the pool: once the file is
+///   writable again, new connections write, without a restart;
+/// - each connection remembers which file (device and inode) it opened, and one whose file
+///   is no longer the one at the database's path (deleted, or replaced by `mv`) is dropped
+///   at checkout: it would read and write a file nobody will see again;
+/// - a new connection creates the tables when the file has none (a file that was deleted
+///   or replaced), as start-up does.
+struct Manager {
+    inner: SqliteConnectionManager,
+    path: String,
+    /// A connection of the manager's own, outside the pool, to the file the pool works
+    /// on; see `follow`.
+    sentinel: Mutex<Option<Conn>>,
+}
+
+impl Manager {
+    /// Makes sure the sentinel is on the file at the path, and returns it locked. When
+    /// the file was replaced or deleted, the -wal at the path is still the old file's (a
+    /// `mv` or `rm` of the file alone leaves it): a connection to the new file would read
+    /// the old file's pages from it. So before any connection opens the new file (each
+    /// `connect` holds this lock), the sentinel, still on the old file, copies them into
+    /// that file (gone, or no longer at the path) with a checkpoint that empties the -wal.
+    fn follow(&self) -> std::sync::MutexGuard<'_, Option<Conn>> {
+        let mut sentinel = self.sentinel.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = sentinel.as_ref() {
+            if FileId::of(&old.watched) == Some(old.file) {
+                return sentinel;
+            }
+            if old.wal.is_some() && old.wal == FileId::of(&old.wal_path) {
+                if let Err(e) = old.execute_batch("pragma wal_checkpoint(truncate)") {
+                    log::error!(
+                        "emptying {} of the old file's pages failed: {e}",
+                        old.wal_path.display()
+                    );
+                }
+            }
+            *sentinel = None;
+        }
+        sentinel
+    }
+
+    /// Opens a connection and learns which files it opened.
+    fn open(&self) -> rusqlite::Result<Conn> {
+        let uri = self.path.starts_with("file:");
+        let before = if uri {
+            None
+        } else {
+            FileId::of(Path::new(&self.path))
+        };
+        let conn = r2d2::ManageConnection::connect(&self.inner)?;
+        let opened = PathBuf::from(conn.path().unwrap_or_default());
+        let watched = if uri {
+            opened.clone()
+        } else {
+            PathBuf::from(&self.path)
+        };
+        create_missing_tables(&conn)?;
+        let file = FileId::of(&watched).ok_or_else(|| {
+            failure(
+                rusqlite::ffi::SQLITE_CANTOPEN,
+                format!("{} is gone as soon as opened", watched.display()),
+            )
+        })?;
+        if before.is_some_and(|b| b != file) {
+            // Replaced between the open and the look: which one is open cannot be told.
+            return Err(failure(
+                rusqlite::ffi::SQLITE_CANTOPEN,
+                format!("{} was replaced while being opened", watched.display()),
+            ));
+        }
+        let mut wal_path = opened.into_os_string();
+        wal_path.push("-wal");
+        let wal_path = PathBuf::from(wal_path);
+        Ok(Conn {
+            conn,
+            watched,
+            file,
+            wal: FileId::of(&wal_path),
+            wal_path,
+        })
+    }
+}
+
+/// A file's identity: the same path may name another file later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    /// The identity of the file at `path` now (symlinks followed, as SQLite does), if any.
+    fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+}
+
+impl fmt::Display for FileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "device {} inode {}", self.dev, self.ino)
+    }
+}
+
+/// A pooled connection and the files it opened.
+struct Conn {
+    conn: Connection,
+    /// The database's path as the server watches it: the configured one (so that a
+    /// symlink pointed elsewhere counts as a replacement), or SQLite's own name for a
+    /// `file:` URI.
+    watched: PathBuf,
+    /// The database file this connection has open.
+    file: FileId,
+    /// The `-wal` file it has open, next to the file SQLite resolved the path to.
+    wal_path: PathBuf,
+    wal: Option<FileId>,
+}
+
+impl Deref for Conn {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+impl Conn {
+    /// Why this connection no longer works on the database at the path, if it does not:
+    /// the file was deleted or replaced, or the `-wal` it writes was.
+    fn moved(&self) -> Option<String> {
+        let path = self.watched.display();
+        match FileId::of(&self.watched) {
+            None => {
+                return Some(format!(
+                    "the SQLite database {path} was deleted while the server ran ({} was \
+                     open): dropping the connections to the deleted file (writes to it \
+                     would be lost) and carrying on with a new file, with empty tables",
+                    self.file
+                ))
+            }
+            Some(now) if now != self.file => {
+                return Some(format!(
+                    "the SQLite database {path} was replaced while the server ran ({} was \
+                     open, the path now names {now}): dropping the connections to the old \
+                     file (writes to it would be lost) and carrying on with the file now at \
+                     the path",
+                    self.file
+                ))
+            }
+            Some(_) => {}
+        }
+        match (self.wal, FileId::of(&self.wal_path)) {
+            (Some(open), now) if now != Some(open) => Some(format!(
+                "{} was deleted or replaced while the database was in use: the commits it \
+                 held that were not yet copied into {path} are lost (SQLite's rules: never \
+                 remove the -wal or -shm of a database in use); dropping the connections \
+                 that write to the removed one",
+                self.wal_path.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A connection failure of our own making (not SQLite's), with its reason.
+fn failure(code: std::os::raw::c_int, reason: String) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(reason))
+}
 
 impl r2d2::ManageConnection for Manager {
-    type Connection = Connection;
+    type Connection = Conn;
     type Error = rusqlite::Error;
 
-    fn connect(&self) -> rusqlite::Result<Connection> {
-        self.0.connect()
+    fn connect(&self) -> rusqlite::Result<Conn> {
+        let mut sentinel = self.follow();
+        if sentinel.is_none() {
+            *sentinel = Some(self.open()?);
+        }
+        self.open()
     }
 
-    fn is_valid(&self, conn: &mut Connection) -> rusqlite::Result<()> {
-        self.0.is_valid(conn)
+    fn is_valid(&self, conn: &mut Conn) -> rusqlite::Result<()> {
+        // A stat or two per checkout: a file deleted or replaced is noticed by the next
+        // request, before it reads a stale file or writes into a lost one. r2d2 logs the
+        // reason (as an error) and drops the connection.
+        let Some(why) = conn.moved() else {
+            return Ok(());
+        };
+        drop(self.follow());
+        Err(failure(rusqlite::ffi::SQLITE_CANTOPEN, why))
     }
 
-    fn has_broken(&self, conn: &mut Connection) -> bool {
+    fn has_broken(&self, conn: &mut Conn) -> bool {
         conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true)
     }
+}
+
+/// Creates the tables if the file has none of them (a new file, or one put in place of
+/// the database while the server runs), in one transaction; a file that has them is only
+/// read.
+fn create_missing_tables(conn: &Connection) -> rusqlite::Result<()> {
+    let present: i64 = conn.query_row(
+        "select count(*) from sqlite_schema where type = 'table' and name in ('users', 'tasks')",
+        [],
+        |r| r.get(0),
+    )?;
+    if present == 2 {
+        return Ok(());
+    }
+    conn.execute_batch("begin immediate")?;
+    let done = conn
+        .execute_batch(SCHEMA)
+        .and_then(|()| conn.execute_batch("commit"));
+    if done.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("rollback");
+    }
+    done
 }
 
 /// The SQLite implementation of [`Store`].
@@ -78,7 +290,11 @@ impl SqliteStore {
                  pragma cache_size = -1024;",
             )
         });
-        let manager = Manager(manager);
+        let manager = Manager {
+            inner: manager,
+            path: path.to_string(),
+            sentinel: Mutex::new(None),
+        };
         // One try first: a file that cannot be opened (a missing directory, no permission)
         // is said at once, rather than after the pool's 2 s of retries, each logged.
         r2d2::ManageConnection::connect(&manager)
@@ -134,6 +350,26 @@ impl SqliteStore {
         Ok((turn, self.writable_conn()?))
     }
 
+    /// Runs one write statement (or two, see `create`) in this process's write turn. The
+    /// write is answered as done only if the file it went into is still the database's:
+    /// one deleted or replaced meanwhile may have taken it, and is lost (503: the write
+    /// may or may not be in the file now at the path; the client re-reads).
+    fn write<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let (_turn, conn) = self.writer()?;
+        let out = f(&conn)?;
+        if let Some(why) = conn.moved() {
+            // The connection is dropped at its next checkout (`Manager::is_valid`).
+            return Err(Error::Unavailable(format!("sqlite: {why}")));
+        }
+        Ok(out)
+    }
+
+    /// Runs reads on a pooled connection.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self.conn()?;
+        Ok(f(&conn)?)
+    }
+
     /// A connection that can write, if one can be had: a pooled connection opened while
     /// the file was read-only stays read-only for good (it is dropped when given back,
     /// `has_broken`), and one the pool opened in the background then may still wait idle
@@ -159,14 +395,11 @@ impl Store for SqliteStore {
     }
 
     fn ping(&self) -> Result<()> {
-        let conn = self.conn()?;
-        conn.query_row("select exists (select 1 from users)", [], |_| Ok(()))?;
-        Ok(())
+        self.read(|conn| conn.query_row("select exists (select 1 from users)", [], |_| Ok(())))
     }
 
     fn upsert_user(&self, user: &User) -> Result<()> {
-        let (_turn, conn) = self.writer()?;
-        upsert_user_on(&conn, user)
+        self.write(|conn| upsert_user_on(conn, user))
     }
 
     fn list(
@@ -180,13 +413,14 @@ impl Store for SqliteStore {
             status_clause(query.status),
             order_clause(query, "lower(title)")
         );
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query([user_id])?;
-        while let Some(row) = rows.next()? {
-            each(&task_ref(row)?);
-        }
-        Ok(())
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query([user_id])?;
+            while let Some(row) = rows.next()? {
+                each(&task_ref(row)?);
+            }
+            Ok(())
+        })
     }
 
     fn create(&self, user: &User, new: &NewTask) -> Result<Task> {
@@ -195,7 +429,6 @@ impl Store for SqliteStore {
              updated_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?6) returning ",
             columns!()
         );
-        let (_turn, conn) = self.writer()?;
         let insert = |conn: &Connection| {
             let now = Micros::now().to_rfc3339();
             let due = new.due_date.map(Micros::to_rfc3339);
@@ -204,14 +437,14 @@ impl Store for SqliteStore {
                 params![user.id, new.title, new.description, new.completed, due, now],
             )
         };
-        match insert(&conn) {
+        self.write(|conn| match insert(conn) {
             // The user's row is gone (deleted by hand, or a cache that outlived it).
             Err(e) if extended_code(&e) == Some(CONSTRAINT_FOREIGNKEY) => {
-                upsert_user_on(&conn, user)?;
-                Ok(insert(&conn)?)
+                upsert_user_on(conn, user)?;
+                insert(conn)
             }
-            other => Ok(other?),
-        }
+            other => other,
+        })
     }
 
     fn get(&self, user_id: &str, id: i64) -> Result<Option<Task>> {
@@ -220,9 +453,12 @@ impl Store for SqliteStore {
             columns!(),
             " from tasks where id = ?1 and user_id = ?2"
         );
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(sql)?;
-        optional(stmt.query_row(params![id, user_id], task))
+        self.read(|conn| {
+            optional(
+                conn.prepare_cached(sql)?
+                    .query_row(params![id, user_id], task),
+            )
+        })
     }
 
     fn update(&self, user_id: &str, id: i64, patch: &TaskPatch) -> Result<Option<Task>> {
@@ -236,28 +472,31 @@ impl Store for SqliteStore {
              where id = ?1 and user_id = ?2 returning ",
             columns!()
         );
-        let (_turn, conn) = self.writer()?;
-        let mut stmt = conn.prepare_cached(sql)?;
-        optional(write_returning(
-            &mut stmt,
-            params![
-                id,
-                user_id,
-                patch.title,
-                patch.description.is_some(),
-                patch.description.clone().flatten(),
-                patch.completed,
-                patch.due_date.is_some(),
-                patch.due_date.flatten().map(Micros::to_rfc3339),
-                Micros::now().to_rfc3339(),
-            ],
-        ))
+        self.write(|conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
+            optional(write_returning(
+                &mut stmt,
+                params![
+                    id,
+                    user_id,
+                    patch.title,
+                    patch.description.is_some(),
+                    patch.description.clone().flatten(),
+                    patch.completed,
+                    patch.due_date.is_some(),
+                    patch.due_date.flatten().map(Micros::to_rfc3339),
+                    Micros::now().to_rfc3339(),
+                ],
+            ))
+        })
     }
 
     fn delete(&self, user_id: &str, id: i64) -> Result<bool> {
-        let (_turn, conn) = self.writer()?;
-        let mut stmt = conn.prepare_cached("delete from tasks where id = ?1 and user_id = ?2")?;
-        Ok(stmt.execute(params![id, user_id])? > 0)
+        self.write(|conn| {
+            let mut stmt =
+                conn.prepare_cached("delete from tasks where id = ?1 and user_id = ?2")?;
+            Ok(stmt.execute(params![id, user_id])? > 0)
+        })
     }
 
     fn toggle(&self, user_id: &str, id: i64) -> Result<Option<Task>> {
@@ -266,18 +505,19 @@ impl Store for SqliteStore {
              where id = ?1 and user_id = ?2 returning ",
             columns!()
         );
-        let (_turn, conn) = self.writer()?;
-        let mut stmt = conn.prepare_cached(sql)?;
-        optional(write_returning(
-            &mut stmt,
-            params![id, user_id, Micros::now().to_rfc3339()],
-        ))
+        self.write(|conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
+            optional(write_returning(
+                &mut stmt,
+                params![id, user_id, Micros::now().to_rfc3339()],
+            ))
+        })
     }
 }
 
 /// Creates the user's row or refreshes its email and name; an email held by another user
 /// id is dropped rather than failing the request (API.md, Authentication).
-fn upsert_user_on(conn: &Connection, user: &User) -> Result<()> {
+fn upsert_user_on(conn: &Connection, user: &User) -> rusqlite::Result<()> {
     let sql = "insert into users (id, email, name, created_at) values (?1, ?2, ?3, ?4) \
         on conflict (id) do update set \
         email = coalesce(excluded.email, users.email), \
@@ -320,11 +560,11 @@ fn write_returning(
     first.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-fn optional(r: rusqlite::Result<Task>) -> Result<Option<Task>> {
+fn optional(r: rusqlite::Result<Task>) -> rusqlite::Result<Option<Task>> {
     match r {
         Ok(t) => Ok(Some(t)),
         Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
-        Err(e) => Err(Error::from(e)),
+        Err(e) => Err(e),
     }
 }
 

@@ -16,6 +16,7 @@ mod lifecycle;
 mod openapi;
 mod outage;
 mod pgbouncer;
+mod sqlite_file;
 mod statements;
 mod tasks;
 mod validation;

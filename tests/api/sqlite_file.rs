@@ -1,0 +1,164 @@
+//! The SQLite file under the server's feet: deleted, replaced, dropped tables, an old
+//! schema, junk bytes, another process's write lock, in-memory names. Each test runs the
+//! real server (a process where its log is read) over a file of its own.
+
+use std::collections::BTreeSet;
+use std::thread;
+
+use serde_json::Value;
+
+use crate::helpers::tempdir::TempDir;
+use crate::helpers::*;
+
+/// The server binary over `dir/x.db`, with eight workers and info logging.
+fn server(dir: &TempDir) -> Process {
+    let url = format!("sqlite:{}", dir.path("x.db"));
+    Process::start(&[
+        ("DATABASE_URL", &url),
+        ("BETTER_AUTH_SECRET", SECRET),
+        ("WORKERS", "8"),
+    ])
+}
+
+fn client(process: &Process, sub: &str) -> Client {
+    Client {
+        addr: process.addr,
+        token: Some(token(sub)),
+    }
+}
+
+/// The titles `alice` sees, in id order.
+fn titles(alice: &Client) -> Result<Vec<String>, String> {
+    let r = alice.get("/api/tasks?sort=created&order=asc");
+    if r.status != 200 {
+        return Err(format!("{} {}", r.status, r.text()));
+    }
+    Ok(r.json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap().to_string())
+        .collect())
+}
+
+/// What `clients` threads see, each listing `rounds` times at once: enough requests in
+/// flight to go through every pooled connection.
+fn seen_by_many(
+    alice: &Client,
+    clients: usize,
+    rounds: usize,
+) -> BTreeSet<Result<Vec<String>, String>> {
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let alice = Client {
+                addr: alice.addr,
+                token: alice.token.clone(),
+            };
+            thread::spawn(move || (0..rounds).map(|_| titles(&alice)).collect::<Vec<_>>())
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
+}
+
+/// The titles stored in the file at `path`, read by a connection of the test's own.
+fn titles_in_file(path: &str) -> Vec<String> {
+    let db = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = db.prepare("select title from tasks order by id").unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn create(alice: &Client, title: &str) -> Value {
+    let r = alice.post("/api/tasks", &format!(r#"{{"title": "{title}"}}"#));
+    assert_eq!(r.status, 201, "create {title}: {}", r.text());
+    r.json()
+}
+
+fn logged_line(process: &Process, wanted: &str, lines: &mut Vec<String>) -> bool {
+    lines.extend(process.logged());
+    lines.iter().any(|l| l.contains(wanted))
+}
+
+#[test]
+fn a_database_file_replaced_while_running_is_the_one_served_from_then_on() {
+    // Arrange: two tasks, a consistent copy of the file, then a third task.
+    let dir = TempDir::new("sqlite-replaced");
+    let path = dir.path("x.db");
+    let process = server(&dir);
+    let alice = client(&process, "alice");
+    create(&alice, "one");
+    create(&alice, "two");
+    let backup = dir.path("backup.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("vacuum into ?1", [&backup])
+        .unwrap();
+    // Requests in parallel, so that the pool holds several connections to the first file.
+    assert_eq!(seen_by_many(&alice, 16, 5).len(), 1);
+    create(&alice, "three");
+
+    // Act: the copy put in place of the file, as a restore from a backup does.
+    std::fs::rename(&backup, &path).unwrap();
+
+    // Assert: every request, over every pooled connection, sees the restored file.
+    let seen = seen_by_many(&alice, 16, 10);
+    let restored = Ok(vec!["one".to_string(), "two".to_string()]);
+    assert_eq!(
+        seen,
+        BTreeSet::from([restored]),
+        "after the restore; the log: {:#?}",
+        process.logged()
+    );
+    // A write goes into the file at the path, and stays there.
+    create(&alice, "four");
+    assert_eq!(titles_in_file(&path), ["one", "two", "four"]);
+    let mut lines = Vec::new();
+    assert!(
+        logged_line(&process, "was replaced while the server ran", &mut lines),
+        "no error logged about the replaced file: {lines:#?}"
+    );
+}
+
+#[test]
+fn a_database_file_deleted_while_running_is_created_again_and_no_write_goes_to_the_deleted_one() {
+    // Arrange
+    let dir = TempDir::new("sqlite-deleted");
+    let path = dir.path("x.db");
+    let process = server(&dir);
+    let alice = client(&process, "alice");
+    create(&alice, "before");
+    assert_eq!(seen_by_many(&alice, 16, 5).len(), 1);
+
+    // Act: the file and its -wal and -shm removed, as `rm x.db*` does.
+    for suffix in ["", "-wal", "-shm"] {
+        std::fs::remove_file(format!("{path}{suffix}")).unwrap();
+    }
+    let after = create(&alice, "after");
+
+    // Assert: the write is in the new file at the path, the only one the server serves.
+    assert_eq!(titles_in_file(&path), ["after"]);
+    let seen = seen_by_many(&alice, 16, 10);
+    assert_eq!(seen, BTreeSet::from([Ok(vec!["after".to_string()])]));
+    let r = alice.get(&format!("/api/tasks/{}", after["id"]));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = process_health(&process);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut lines = Vec::new();
+    assert!(
+        logged_line(&process, "was deleted while the server ran", &mut lines),
+        "no error logged about the deleted file: {lines:#?}"
+    );
+}
+
+fn process_health(process: &Process) -> Response {
+    Client {
+        addr: process.addr,
+        token: None,
+    }
+    .get("/health")
+}
