@@ -4,6 +4,7 @@
 //! connection's page cache is 1 MiB (the default 2 MiB times eight connections made the
 //! SQLite server's RSS 24 MB under load; the OS page cache still holds the file).
 
+use std::cell::Cell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
@@ -110,6 +111,7 @@ impl Manager {
             file,
             wal: FileId::of(&wal_path),
             wal_path,
+            broken: Cell::new(false),
         })
     }
 }
@@ -151,6 +153,9 @@ struct Conn {
     /// The `-wal` file it has open, next to the file SQLite resolved the path to.
     wal_path: PathBuf,
     wal: Option<FileId>,
+    /// Set when a statement failed in a way that leaves the connection unusable: it is
+    /// dropped when it comes back to the pool (`has_broken`).
+    broken: Cell<bool>,
 }
 
 impl Deref for Conn {
@@ -168,6 +173,24 @@ impl DerefMut for Conn {
 }
 
 impl Conn {
+    /// The error as the request's outcome; a connection it leaves broken is marked so.
+    /// After "file is not a database", an I/O error or corruption, SQLite kept failing on
+    /// the same handle even once the file was good again: only a new connection recovers.
+    fn fail(&self, e: rusqlite::Error) -> Error {
+        use ErrorCode::*;
+        if let Some(
+            NotADatabase
+            | DatabaseCorrupt
+            | SystemIoFailure
+            | CannotOpen
+            | FileLockingProtocolFailed,
+        ) = e.sqlite_error_code()
+        {
+            self.broken.set(true);
+        }
+        Error::from(e)
+    }
+
     /// Why this connection no longer works on the database at the path, if it does not:
     /// the file was deleted or replaced, or the `-wal` it writes was.
     fn moved(&self) -> Option<String> {
@@ -234,7 +257,7 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true)
+        conn.broken.get() || conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true)
     }
 }
 
@@ -356,7 +379,7 @@ impl SqliteStore {
     /// may or may not be in the file now at the path; the client re-reads).
     fn write<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let (_turn, conn) = self.writer()?;
-        let out = f(&conn)?;
+        let out = f(&conn).map_err(|e| conn.fail(e))?;
         if let Some(why) = conn.moved() {
             // The connection is dropped at its next checkout (`Manager::is_valid`).
             return Err(Error::Unavailable(format!("sqlite: {why}")));
@@ -367,7 +390,7 @@ impl SqliteStore {
     /// Runs reads on a pooled connection.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.conn()?;
-        Ok(f(&conn)?)
+        f(&conn).map_err(|e| conn.fail(e))
     }
 
     /// A connection that can write, if one can be had: a pooled connection opened while

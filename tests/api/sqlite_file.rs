@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -161,4 +162,49 @@ fn process_health(process: &Process) -> Response {
         token: None,
     }
     .get("/health")
+}
+
+#[test]
+fn after_junk_bytes_in_the_file_the_server_recovers_once_the_file_is_good_again() {
+    // Arrange: three tasks, all in the file itself (the -wal emptied), and its bytes.
+    let dir = TempDir::new("sqlite-junk");
+    let path = dir.path("x.db");
+    let process = server(&dir);
+    let alice = client(&process, "alice");
+    for title in ["a", "b", "c"] {
+        create(&alice, title);
+    }
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("pragma wal_checkpoint(truncate)")
+        .unwrap();
+    let good = std::fs::read(&path).unwrap();
+
+    // Act: junk written over the file in place (the same inode), then the good bytes back.
+    let junk: Vec<u8> = (0..good.len()).map(|i| (i * 7 + 13) as u8).collect();
+    std::fs::write(&path, &junk).unwrap();
+    let r = alice.get("/api/tasks");
+    assert_eq!(r.status, 503, "a file of junk: {}", r.text());
+    assert_eq!(r.header("Retry-After"), Some("1"));
+    std::fs::write(&path, &good).unwrap();
+
+    // Assert: served again at once, over every pooled connection.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let r = alice.get("/api/tasks");
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} 3 s after the good file is back: {}",
+            r.status,
+            r.text()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let seen = seen_by_many(&alice, 16, 5);
+    let all = Ok(vec!["a".to_string(), "b".to_string(), "c".to_string()]);
+    assert_eq!(seen, BTreeSet::from([all]));
+    assert_eq!(process_health(&process).status, 200);
 }
