@@ -188,6 +188,11 @@ impl Conn {
         {
             self.broken.set(true);
         }
+        if missing_table(&e) {
+            // Not the client's doing, and not a bug of ours: the next request creates
+            // the tables again (`read`, `write`).
+            return Error::Unavailable(format!("sqlite: {e}"));
+        }
         Error::from(e)
     }
 
@@ -261,6 +266,36 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
+/// "no such table": dropped by hand while the server runs.
+fn missing_table(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(_, Some(m)) if m.starts_with("no such table"))
+}
+
+/// The columns `SCHEMA` gives its tables that the file's tables (those it has) lack, as
+/// `table.column`: a file of another version of todo-api, or another program's.
+fn missing_columns(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let wanted = Connection::open_in_memory()?;
+    wanted.execute_batch(SCHEMA)?;
+    let columns = |c: &Connection, table: &str| -> rusqlite::Result<Vec<String>> {
+        c.prepare("select name from pragma_table_info(?1)")?
+            .query_map([table], |r| r.get(0))?
+            .collect()
+    };
+    let mut missing = Vec::new();
+    for table in ["users", "tasks"] {
+        let have = columns(conn, table)?;
+        if have.is_empty() {
+            continue;
+        }
+        for column in columns(&wanted, table)? {
+            if !have.contains(&column) {
+                missing.push(format!("{table}.{column}"));
+            }
+        }
+    }
+    Ok(missing)
+}
+
 /// Creates the tables if the file has none of them (a new file, or one put in place of
 /// the database while the server runs), in one transaction; a file that has them is only
 /// read.
@@ -331,6 +366,18 @@ impl SqliteStore {
         let mut conn = pool
             .get()
             .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
+        // The server never alters a table that is there: one without the columns it
+        // needs would make every request fail, so such a file is refused now.
+        let missing =
+            missing_columns(&conn).map_err(|e| format!("cannot read the tables of {path}: {e}"))?;
+        if !missing.is_empty() {
+            return Err(format!(
+                "SQLite database {path}: its tables lack the column(s) {} (a file of another \
+                 version of todo-api, or another program's); the server does not alter tables \
+                 that exist: migrate the file, or set DATABASE_URL to another one",
+                missing.join(", ")
+            ));
+        }
         // One transaction: with `synchronous = full` each statement on its own was a commit
         // and an fsync, and start-up waited for every one of them.
         conn.transaction()
@@ -377,9 +424,16 @@ impl SqliteStore {
     /// write is answered as done only if the file it went into is still the database's:
     /// one deleted or replaced meanwhile may have taken it, and is lost (503: the write
     /// may or may not be in the file now at the path; the client re-reads).
-    fn write<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+    fn write<T>(&self, mut f: impl FnMut(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let (_turn, conn) = self.writer()?;
-        let out = f(&conn).map_err(|e| conn.fail(e))?;
+        let out = match f(&conn) {
+            Err(e) if missing_table(&e) => {
+                self.recreate_tables(&conn, &e)?;
+                f(&conn)
+            }
+            other => other,
+        }
+        .map_err(|e| conn.fail(e))?;
         if let Some(why) = conn.moved() {
             // The connection is dropped at its next checkout (`Manager::is_valid`).
             return Err(Error::Unavailable(format!("sqlite: {why}")));
@@ -387,10 +441,25 @@ impl SqliteStore {
         Ok(out)
     }
 
-    /// Runs reads on a pooled connection.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+    /// Runs reads on a pooled connection. A table gone missing (dropped by hand) is
+    /// created again, as start-up does, and the reads run once more.
+    fn read<T>(&self, mut f: impl FnMut(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.conn()?;
-        f(&conn).map_err(|e| conn.fail(e))
+        match f(&conn) {
+            Err(e) if missing_table(&e) => {
+                self.recreate_tables(&conn, &e)?;
+                f(&conn).map_err(|e| conn.fail(e))
+            }
+            other => other.map_err(|e| conn.fail(e)),
+        }
+    }
+
+    fn recreate_tables(&self, conn: &Conn, why: &rusqlite::Error) -> Result<()> {
+        log::error!(
+            "SQLite database {}: {why}; creating the missing tables again",
+            conn.watched.display()
+        );
+        create_missing_tables(conn).map_err(|e| conn.fail(e))
     }
 
     /// A connection that can write, if one can be had: a pooled connection opened while

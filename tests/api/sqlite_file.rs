@@ -208,3 +208,77 @@ fn after_junk_bytes_in_the_file_the_server_recovers_once_the_file_is_good_again(
     assert_eq!(seen, BTreeSet::from([all]));
     assert_eq!(process_health(&process).status, 200);
 }
+
+#[test]
+fn a_table_dropped_while_running_is_created_again() {
+    // Arrange
+    let dir = TempDir::new("sqlite-dropped");
+    let path = dir.path("x.db");
+    let process = server(&dir);
+    let alice = client(&process, "alice");
+    create(&alice, "gone with the table");
+
+    // Act
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("drop table tasks")
+        .unwrap();
+
+    // Assert: the table is back, empty, for reads and writes alike.
+    assert_eq!(titles(&alice), Ok(vec![]));
+    create(&alice, "new");
+    assert_eq!(
+        seen_by_many(&alice, 16, 5),
+        BTreeSet::from([Ok(vec!["new".to_string()])])
+    );
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("drop table tasks")
+        .unwrap();
+    create(&alice, "first write after the second drop");
+    assert_eq!(titles_in_file(&path), ["first write after the second drop"]);
+}
+
+#[test]
+fn a_file_whose_tables_lack_columns_is_refused_at_start_up() {
+    // Arrange: an older version's tasks table, without description and updated_at.
+    let dir = TempDir::new("sqlite-old-schema");
+    let path = dir.path("x.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "create table users (id text primary key, email text unique, name text, \
+             created_at text not null);
+             create table tasks (id integer primary key autoincrement, user_id text not null, \
+             title text not null, completed integer not null default 0, due_date text, \
+             created_at text not null);",
+        )
+        .unwrap();
+
+    // Act
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_todo-api"))
+        .env_clear()
+        .env("DATABASE_URL", format!("sqlite:{path}"))
+        .env("BETTER_AUTH_SECRET", SECRET)
+        .env("PORT", "0")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    // A server that started anyway is stopped, and the test fails on its exit status.
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+
+    // Assert
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started: {log}");
+    assert!(
+        log.contains("tasks.description, tasks.updated_at") && !log.contains("panicked"),
+        "{log}"
+    );
+}
