@@ -83,6 +83,19 @@ impl Manager {
         };
         let conn = r2d2::ManageConnection::connect(&self.inner)?;
         let opened = PathBuf::from(conn.path().unwrap_or_default());
+        if opened.as_os_str().is_empty() {
+            // `:memory:`, `file::memory:`, `file:x?mode=memory`, `file:%3Amemory%3A`, an
+            // empty `file:`: SQLite names no file for an in-memory or temporary database,
+            // whatever the spelling, and each pooled connection would get its own.
+            return Err(failure(
+                rusqlite::ffi::SQLITE_CANTOPEN,
+                format!(
+                    "{} is an in-memory or temporary database, which each pooled \
+                     connection would have on its own: give a file path",
+                    self.path
+                ),
+            ));
+        }
         let watched = if uri {
             opened.clone()
         } else {
@@ -689,4 +702,25 @@ fn stamp(column: usize, text: &str) -> rusqlite::Result<Micros> {
             format!("not a timestamp: {text:?}").into(),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_databases_are_refused_in_every_spelling() {
+        for path in [
+            ":memory:",
+            "file::memory:",
+            "file:%3Amemory%3A",
+            "file:x?mode=memory",
+            "file:",
+        ] {
+            let Err(e) = SqliteStore::open(path, 2) else {
+                panic!("{path} was opened");
+            };
+            assert!(e.contains("in-memory or temporary"), "{path}: {e}");
+        }
+    }
 }
