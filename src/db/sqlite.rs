@@ -410,16 +410,16 @@ impl SqliteStore {
         Ok(self.pool.get()?)
     }
 
-    /// Waits (at most the busy timeout) for this process's write turn, then a connection.
-    fn writer(&self) -> Result<(WriteTurn<'_>, r2d2::PooledConnection<Manager>)> {
-        let deadline = Instant::now() + BUSY_TIMEOUT;
+    /// Waits for this process's write turn, then a connection, within `deadline`.
+    fn writer(
+        &self,
+        deadline: Instant,
+    ) -> Result<(WriteTurn<'_>, r2d2::PooledConnection<Manager>)> {
         let mut writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         while *writing {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::Unavailable(
-                    "sqlite: timed out waiting to write".into(),
-                ));
+                return Err(timed_out());
             }
             writing = self
                 .writer_done
@@ -433,16 +433,28 @@ impl SqliteStore {
         Ok((turn, self.writable_conn()?))
     }
 
-    /// Runs one write statement (or two, see `create`) in this process's write turn. The
-    /// write is answered as done only if the file it went into is still the database's:
-    /// one deleted or replaced meanwhile may have taken it, and is lost (503: the write
-    /// may or may not be in the file now at the path; the client re-reads).
+    /// Runs one write statement (or two, see `create`) in this process's write turn, as a
+    /// transaction that holds SQLite's write lock from its start (`begin immediate`), so
+    /// that the time `f` reads for `updated_at` is taken under the lock: with two
+    /// processes on one file, the write that commits last has the latest time. All of it
+    /// within `BUSY_TIMEOUT`: the turn, then SQLite's lock (the connection's busy timeout
+    /// is what is left), else 503.
+    ///
+    /// The write is answered as done only if the file it went into is still the
+    /// database's: one deleted or replaced meanwhile may have taken it, and is lost (503:
+    /// the write may or may not be in the file now at the path; the client re-reads).
     fn write<T>(&self, mut f: impl FnMut(&Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let (_turn, conn) = self.writer()?;
-        let out = match f(&conn) {
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        let (_turn, conn) = self.writer(deadline)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        let _budget = BusyBudget::set(&conn, left).map_err(|e| conn.fail(e))?;
+        let out = match in_transaction(&conn, &mut f) {
             Err(e) if missing_table(&e) => {
                 self.recreate_tables(&conn, &e)?;
-                f(&conn)
+                in_transaction(&conn, &mut f)
             }
             other => other,
         }
@@ -618,6 +630,45 @@ impl Store for SqliteStore {
             ))
         })
     }
+}
+
+fn timed_out() -> Error {
+    Error::Unavailable("sqlite: timed out waiting to write".into())
+}
+
+/// A connection's busy timeout cut to what is left of a write's budget, and put back to
+/// `BUSY_TIMEOUT` when dropped (the connection goes back to the pool for any request).
+struct BusyBudget<'a>(&'a Connection);
+
+impl<'a> BusyBudget<'a> {
+    fn set(conn: &'a Connection, left: Duration) -> rusqlite::Result<BusyBudget<'a>> {
+        conn.busy_timeout(left)?;
+        Ok(BusyBudget(conn))
+    }
+}
+
+impl Drop for BusyBudget<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.busy_timeout(BUSY_TIMEOUT);
+    }
+}
+
+/// Runs `f` between `begin immediate` and `commit`; rolled back when anything fails, so
+/// that the connection goes back to the pool outside a transaction. A failed commit fails
+/// the write (as `write_returning` makes sure for a statement on its own).
+fn in_transaction<T>(
+    conn: &Connection,
+    f: &mut impl FnMut(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached("begin immediate")?.execute([])?;
+    let out = f(conn).and_then(|v| {
+        conn.prepare_cached("commit")?.execute([])?;
+        Ok(v)
+    });
+    if out.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("rollback");
+    }
+    out
 }
 
 /// Creates the user's row or refreshes its email and name; an email held by another user

@@ -282,3 +282,90 @@ fn a_file_whose_tables_lack_columns_is_refused_at_start_up() {
         "{log}"
     );
 }
+
+/// Another process's write transaction on the file, held until `release` is called.
+struct OutsideLock(rusqlite::Connection);
+
+impl OutsideLock {
+    fn take(path: &str) -> OutsideLock {
+        let db = rusqlite::Connection::open(path).unwrap();
+        db.execute_batch("begin immediate").unwrap();
+        OutsideLock(db)
+    }
+
+    fn release(self) {
+        self.0.execute_batch("rollback").unwrap();
+    }
+}
+
+#[test]
+fn a_write_waits_for_another_process_lock_at_most_five_seconds_in_all() {
+    // Arrange: a task, then another process holds the write lock.
+    let dir = TempDir::new("sqlite-locked");
+    let path = dir.path("x.db");
+    let process = server(&dir);
+    let alice = client(&process, "alice");
+    let id = create(&alice, "one")["id"].as_i64().unwrap();
+    let lock = OutsideLock::take(&path);
+
+    // Act: a write that waits on SQLite's lock, and half a second later one that first
+    // waits for the server's own write turn behind it.
+    let toggle = |delay: Duration| {
+        let alice = client(&process, "alice");
+        thread::spawn(move || {
+            thread::sleep(delay);
+            let sent = Instant::now();
+            let r = alice.patch(&format!("/api/tasks/{id}/complete"), "");
+            (r, sent.elapsed())
+        })
+    };
+    let first = toggle(Duration::ZERO);
+    let second = toggle(Duration::from_millis(500));
+    let answers = [first.join().unwrap(), second.join().unwrap()];
+    lock.release();
+
+    // Assert: each is 503 within its own 5 s (not 5 s for the turn, then 5 s more for the
+    // lock), and nothing was toggled.
+    for (i, (r, took)) in answers.iter().enumerate() {
+        assert_eq!(r.status, 503, "write {i}: {}", r.text());
+        assert!(
+            *took < Duration::from_millis(6500),
+            "write {i} answered after {took:?}"
+        );
+    }
+    let task = alice.get(&format!("/api/tasks/{id}")).json();
+    assert_eq!(task["completed"], false);
+}
+
+#[test]
+fn updated_at_is_read_once_the_write_lock_is_held() {
+    // Arrange: a task, then another process holds the write lock (as a second server on
+    // the same file does while it writes).
+    let dir = TempDir::new("sqlite-stamp");
+    let path = dir.path("x.db");
+    let process = server(&dir);
+    let alice = client(&process, "alice");
+    let id = create(&alice, "one")["id"].as_i64().unwrap();
+    let lock = OutsideLock::take(&path);
+
+    // Act: a toggle sent while the lock is held, which is released a second later.
+    let toggle = {
+        let alice = client(&process, "alice");
+        thread::spawn(move || alice.patch(&format!("/api/tasks/{id}/complete"), ""))
+    };
+    thread::sleep(Duration::from_secs(1));
+    let released = todo_api::time::Micros::now();
+    lock.release();
+    let r = toggle.join().unwrap();
+
+    // Assert: its updated_at is from after the release, not from when it was sent: a write
+    // by whoever held the lock cannot end up with a later time than this one.
+    assert_eq!(r.status, 200, "{}", r.text());
+    let stamp = r.json()["updated_at"].as_str().unwrap().to_string();
+    let updated = todo_api::time::Micros::parse(&stamp).unwrap();
+    assert!(
+        updated.0 >= released.0,
+        "updated_at {stamp} is before the lock was released ({})",
+        released.to_rfc3339()
+    );
+}
