@@ -182,9 +182,8 @@ impl From<postgres::Error> for Error {
             // No SQLSTATE otherwise: the socket, TLS or protocol failed, the server is gone.
             None => true,
             Some(code) => {
-                // 08: the connection failed.
-                code.code().starts_with("08")
-                    || session_ended(&e)
+                // The session ended or the connection failed: a lost connection.
+                connection_ended(&e)
                     || [
                         SqlState::TOO_MANY_CONNECTIONS,
                         SqlState::READ_ONLY_SQL_TRANSACTION,
@@ -222,6 +221,23 @@ impl From<postgres::Error> for Error {
 /// down, terminated, `idle_session_timeout`, the database dropped).
 pub fn session_ended(e: &postgres::Error) -> bool {
     e.code().is_some_and(|c| c.code().starts_with("57P"))
+}
+
+/// The connection is over: the server ended the session (`session_ended`, or any error of
+/// severity FATAL or PANIC) or the connection failed (SQLSTATE class 08). The driver hands
+/// such an error to the statement that was waiting as it would any other, and says the
+/// connection is closed (`Client::is_closed`) only once it has read the socket's end, which
+/// PostgreSQL sends a little later (after the backend's exit callbacks have run).
+pub fn connection_ended(e: &postgres::Error) -> bool {
+    use postgres::error::Severity;
+    let fatal = e
+        .as_db_error()
+        .is_some_and(|db| match db.parsed_severity() {
+            Some(severity) => matches!(severity, Severity::Fatal | Severity::Panic),
+            // Before PostgreSQL 9.6 only the localized severity is sent.
+            None => matches!(db.severity(), "FATAL" | "PANIC"),
+        });
+    fatal || session_ended(e) || e.code().is_some_and(|c| c.code().starts_with("08"))
 }
 
 #[cfg(feature = "sqlite")]

@@ -20,7 +20,7 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::{columns, order_clause, status_clause, Store, Task, COLUMNS};
 use crate::auth::User;
-use crate::error::{session_ended, Error, Result};
+use crate::error::{connection_ended, Error, Result};
 use crate::tasks::{ListQuery, NewTask, TaskPatch};
 use crate::time::Micros;
 
@@ -91,13 +91,33 @@ impl PgConn {
     /// Whether the database answers a trivial statement on this connection within
     /// `PING_TIMEOUT`. A connection that did not answer is shut down: its statement is still
     /// pending, and the driver would wait for that answer before closing it (the thread
-    /// that drops it would wait as long as the database stays silent).
+    /// that drops it would wait as long as the database stays silent). One that was
+    /// answered with the session's end (`lost`) did answer: the database is up, and this
+    /// connection is merely gone.
     fn ping(&mut self) -> Result<(), postgres::Error> {
         let answered = self.client.is_valid(PING_TIMEOUT);
-        if answered.is_err() && !self.client.is_closed() {
-            self.watch.shut_down("did not answer a ping");
+        if let Err(e) = &answered {
+            if !self.lost(e) {
+                self.watch.shut_down("did not answer a ping");
+            }
         }
         answered
+    }
+
+    /// Whether the connection is gone after failing with `e`: closed, or ended by the server
+    /// (a FATAL, such as `pg_terminate_backend`'s 57P01, that reached a statement before the
+    /// socket's end did, so that the driver does not know yet: `connection_ended`). Such a
+    /// connection is marked for the pool to drop, and its socket shut down, so that dropping
+    /// it does not wait for the server's close.
+    fn lost(&self, e: &postgres::Error) -> bool {
+        if self.client.is_closed() {
+            return true;
+        }
+        if !connection_ended(e) {
+            return false;
+        }
+        self.watch.end();
+        true
     }
 
     /// Whether the statement watchdog shut this connection down (a cancelled statement
@@ -273,7 +293,8 @@ impl r2d2::ManageConnection for Manager {
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
         // A cancelled connection is closed rather than reused: a cancel request that arrives
-        // late would stop whatever statement it is running by then.
+        // late would stop whatever statement it is running by then. So is one the server
+        // ended (`PgConn::lost` marks it) whose close the driver has not read yet.
         conn.client.is_closed() || !conn.watch.idle()
     }
 }
@@ -323,6 +344,13 @@ impl Watch {
         if let Err(e) = self.token.shutdown_socket() {
             log::warn!("cannot shut down a connection to the database: {e}");
         }
+    }
+
+    /// Marks the connection for the pool to drop and shuts its socket down, quietly: the
+    /// server ended the session (`PgConn::lost`), and closes its side anyway.
+    fn end(&self) {
+        self.marks.doom();
+        let _ = self.token.shutdown_socket();
     }
 
     /// Records that the watchdog cancelled statement `number` at `now`.
@@ -615,9 +643,10 @@ impl PgStore {
             let home = self.home();
             let mut applied = conn.watched(|c| create_schema(c, home.as_deref()));
             // Not after the watchdog shut the connection down: the database does not answer.
-            if applied.as_ref().is_err_and(|e| {
-                (conn.client.is_closed() || session_ended(e)) && !conn.shut_down_by_watchdog()
-            }) {
+            if applied
+                .as_ref()
+                .is_err_and(|e| conn.lost(e) && !conn.shut_down_by_watchdog())
+            {
                 // A pooled connection the database ended meanwhile, and likely the others
                 // too: once more, on a connection tested first (`checkout`).
                 self.mark_suspect();
@@ -653,17 +682,17 @@ impl PgStore {
     /// the window closes, so that a write is never sent on a connection that is already
     /// gone. r2d2 drops a connection that failed the test when it comes back (`has_broken`).
     ///
-    /// A test that gets no answer within `PING_TIMEOUT` (the database hangs rather than
-    /// refuses) ends the checkout with a 503 instead of trying the next connection.
+    /// A test answered with the session's end (PostgreSQL ended that backend just then, and
+    /// the driver has not read the socket's close yet) counts as a closed connection: the
+    /// next one is tried. A test that gets no answer within `PING_TIMEOUT` (the database
+    /// hangs rather than refuses) ends the checkout with a 503 instead.
     fn checkout(&self) -> Result<Conn> {
         let mut conn = self.pool.get()?;
         let mut tries = self.pool.max_size();
         while self.suspect() && tries > 0 {
             match conn.ping() {
                 Ok(()) => break,
-                Err(e) if !conn.client.is_closed() || conn.shut_down_by_watchdog() => {
-                    return Err(e.into())
-                }
+                Err(e) if !conn.lost(&e) || conn.shut_down_by_watchdog() => return Err(e.into()),
                 Err(_) => {
                     drop(conn);
                     conn = self.pool.get()?;
@@ -693,7 +722,7 @@ impl PgStore {
             // Not after the watchdog shut the connection down: the statement has had its
             // deadline, and the database is not answering.
             Err(e)
-                if conn.client.is_closed() && !conn.shut_down_by_watchdog()
+                if conn.lost(&e) && !conn.shut_down_by_watchdog()
                     || conflicted(&e)
                     || self.tables_missing(&e) =>
             {
@@ -718,8 +747,11 @@ impl PgStore {
     /// statement's success, not this error. A write that lost to a concurrent one
     /// (`conflicted`) was rolled back, and is run again too. Any other failure may have
     /// come after the commit (a crash or an immediate shutdown ends sessions at any point,
-    /// even between the commit and the answer), so the write is not run again: that is a
-    /// 503.
+    /// even between the commit and the answer; `pg_terminate_backend`'s FATAL may come
+    /// between a statement's CommandComplete and its ReadyForQuery, after the commit), so
+    /// the write is not run again: that is a 503. The idle timeout's FATAL is taken for
+    /// what it says only with the connection's end read with it (`is_closed`): a 57P05
+    /// whose socket is still open, which PostgreSQL does not send, is a 503 as well.
     fn write<T>(&self, f: impl Fn(&mut PgConn) -> Result<T, postgres::Error>) -> Result<T> {
         let mut conn = self.conn()?;
         match self.run(&mut conn, &f) {
@@ -738,15 +770,15 @@ impl PgStore {
         }
     }
 
-    /// Runs `f` on `conn`; a failure that closed the connection opens the suspect window
-    /// (`checkout` tests the other pooled connections for a while).
-    fn run<T, E>(
+    /// Runs `f` on `conn`; a failure that lost the connection (`PgConn::lost`) opens the
+    /// suspect window (`checkout` tests the other pooled connections for a while).
+    fn run<T>(
         &self,
         conn: &mut PgConn,
-        f: impl FnOnce(&mut PgConn) -> Result<T, E>,
-    ) -> Result<T, E> {
+        f: impl FnOnce(&mut PgConn) -> Result<T, postgres::Error>,
+    ) -> Result<T, postgres::Error> {
         let result = f(conn);
-        if result.is_err() && conn.client.is_closed() {
+        if result.as_ref().is_err_and(|e| conn.lost(e)) {
             self.mark_suspect();
         }
         result
@@ -795,8 +827,8 @@ impl PgStore {
 
     /// Runs `f` once, never retried: a streamed read (rows already handed on would be
     /// handed on again), or a write's second try.
-    fn once<T, E: Into<Error>>(&self, f: impl FnOnce(&mut PgConn) -> Result<T, E>) -> Result<T> {
-        self.run(&mut *self.conn()?, f).map_err(Into::into)
+    fn once<T>(&self, f: impl FnOnce(&mut PgConn) -> Result<T, postgres::Error>) -> Result<T> {
+        Ok(self.run(&mut *self.conn()?, f)?)
     }
 
     /// True while connections should be tested before use.
@@ -852,7 +884,7 @@ impl Store for PgStore {
         // rare) and run `once`.
         let full = list_sql(query, None);
         self.once(|conn| {
-            conn.watched(|c| -> Result<()> {
+            conn.watched(|c| {
                 let mut rows = c.query_typed_raw(&full, [(user_id, Type::TEXT)])?;
                 while let Some(row) = rows.next()? {
                     each(&task(&row)?);
@@ -899,7 +931,7 @@ impl Store for PgStore {
             " from tasks where id = $1 and user_id = $2"
         );
         let rows = self.read(|c| c.query(sql, &id_and_user(&id, &user_id)))?;
-        rows.first().map(task).transpose()
+        Ok(rows.first().map(task).transpose()?)
     }
 
     fn update(&self, user_id: &str, id: i64, patch: &TaskPatch) -> Result<Option<Task>> {
@@ -932,7 +964,7 @@ impl Store for PgStore {
                 ],
             )
         })?;
-        rows.first().map(task).transpose()
+        Ok(rows.first().map(task).transpose()?)
     }
 
     fn delete(&self, user_id: &str, id: i64) -> Result<bool> {
@@ -948,7 +980,7 @@ impl Store for PgStore {
             columns!()
         );
         let rows = self.write(|c| c.query(sql, &id_and_user(&id, &user_id)))?;
-        rows.first().map(task).transpose()
+        Ok(rows.first().map(task).transpose()?)
     }
 }
 
@@ -1042,20 +1074,22 @@ fn is(e: &postgres::Error, state: &SqlState) -> bool {
 /// SERIALIZABLE, a row another transaction changed after the statement's snapshot) or a
 /// deadlock (40P01). Each of our statements is a transaction of its own, so it did
 /// nothing, and run again, on a new snapshot, it usually succeeds; should it fail again,
-/// that is a 503 (`crate::error`).
+/// that is a 503 (`crate::error`). Not when the session ended with it (a FATAL 40001 is a
+/// standby's recovery conflict): that is a lost connection (`PgConn::lost`).
 fn conflicted(e: &postgres::Error) -> bool {
-    is(e, &SqlState::T_R_SERIALIZATION_FAILURE) || is(e, &SqlState::T_R_DEADLOCK_DETECTED)
+    (is(e, &SqlState::T_R_SERIALIZATION_FAILURE) || is(e, &SqlState::T_R_DEADLOCK_DETECTED))
+        && !connection_ended(e)
 }
 
 fn one(rows: &[Row]) -> Result<Task> {
     rows.first()
-        .map(task)
-        .unwrap_or_else(|| Err(Error::Internal("insert returned no row".into())))
+        .ok_or_else(|| Error::Internal("insert returned no row".into()))
+        .and_then(|row| Ok(task(row)?))
 }
 
 /// A row of `COLUMNS` as a task, its strings owned (`String`) or borrowed from the row
 /// (`&str`).
-fn task<'a, S: FromSql<'a>>(row: &'a Row) -> Result<Task<S>> {
+fn task<'a, S: FromSql<'a>>(row: &'a Row) -> Result<Task<S>, postgres::Error> {
     Ok(Task {
         id: row.try_get(0)?,
         title: row.try_get(1)?,

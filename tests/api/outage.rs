@@ -979,14 +979,28 @@ fn sqlite_writes_again_once_its_file_is_writable_again() {
 /// relayed until the server's first ReadyForQuery, after which the server is heard no more,
 /// as a pooler that hangs after the start-up; `FORWARD`: relayed; `FORWARD_REPLIES`: relayed
 /// a whole reply (up to its ReadyForQuery) at a time, so that the session can be ended right
-/// after one (`end_after_next_write`).
+/// after one (`end_after_next_write`) or within one (`end_within_next`).
 struct Relay {
     addr: SocketAddr,
     mode: Arc<AtomicUsize>,
     /// The SQLSTATE of a FATAL to end a session with, in one piece with the next reply to
     /// an INSERT, UPDATE or DELETE (`FORWARD_REPLIES` only); taken when sent.
     end_after_write: Arc<Mutex<Option<&'static str>>>,
+    /// The message (its type byte and how its body starts) of a reply to end the session
+    /// within, in place of that message and the rest of the reply (`FORWARD_REPLIES`
+    /// only); taken when sent.
+    end_within: Arc<Mutex<Option<Message>>>,
 }
+
+/// A server message to look for: its type byte, and how its body starts.
+type Message = (u8, &'static [u8]);
+
+/// The reply to a connection test (the empty query of `is_valid`): EmptyQueryResponse.
+const PING: Message = (b'I', b"");
+/// The reply to a SELECT: its CommandComplete.
+const SELECT: Message = (b'C', b"SELECT");
+/// The reply to an INSERT: its CommandComplete.
+const INSERT: Message = (b'C', b"INSERT");
 
 impl Relay {
     const HOLD: usize = 0;
@@ -1000,7 +1014,8 @@ impl Relay {
         let mode = Arc::new(AtomicUsize::new(mode));
         let now = mode.clone();
         let end_after_write = Arc::new(Mutex::new(None));
-        let end = end_after_write.clone();
+        let end_within = Arc::new(Mutex::new(None));
+        let end = (end_after_write.clone(), end_within.clone());
         thread::spawn(move || {
             let mut held = Vec::new();
             for client in listener.incoming() {
@@ -1023,7 +1038,7 @@ impl Relay {
                 let end = end.clone();
                 thread::spawn(move || {
                     if mode == Relay::FORWARD_REPLIES {
-                        Relay::forward_replies(&mut from, &mut to, &end);
+                        Relay::forward_replies(&mut from, &mut to, &end.0, &end.1);
                         return;
                     }
                     if mode == Relay::MUTE_AFTER_START {
@@ -1055,7 +1070,22 @@ impl Relay {
             addr,
             mode,
             end_after_write,
+            end_within,
         }
+    }
+
+    /// Has the session that carries the next reply with `message` (`PING`, `SELECT`,
+    /// `INSERT`) end within it: the messages before that one are relayed, then a FATAL 57P01
+    /// in their place, and end of file 50 ms later, as when PostgreSQL terminates a backend
+    /// (`pg_terminate_backend`) while a statement waits on it: the FATAL comes first, and
+    /// the socket closes once the backend has run its exit callbacks.
+    fn end_within_next(&self, message: Message) {
+        *self.end_within.lock().unwrap() = Some(message);
+    }
+
+    /// Whether the session end asked for by `end_within_next` has been sent.
+    fn ended_within(&self) -> bool {
+        self.end_within.lock().unwrap().is_none()
     }
 
     /// Has the session that carries the next write's reply end right after it, with a
@@ -1078,9 +1108,12 @@ impl Relay {
         from: &mut TcpStream,
         to: &mut TcpStream,
         end_after_write: &Mutex<Option<&'static str>>,
+        end_within: &Mutex<Option<Message>>,
     ) {
         let mut reply = Vec::new();
         let mut wrote = false;
+        // Where in `reply` the message to end the session within begins.
+        let mut cut = None;
         let mut head = [0u8; 5];
         while from.read_exact(&mut head).is_ok() {
             let len = u32::from_be_bytes(head[1..].try_into().unwrap()) as usize;
@@ -1095,10 +1128,29 @@ impl Relay {
             {
                 wrote = true;
             }
+            if cut.is_none() {
+                let mut wanted = end_within.lock().unwrap();
+                if matches!(*wanted, Some((kind, start))
+                    if head[0] == kind && body.starts_with(start))
+                {
+                    // Taken at once, so that one session only is ended for it.
+                    wanted.take();
+                    cut = Some(reply.len());
+                }
+            }
             reply.extend_from_slice(&head);
             reply.extend_from_slice(&body);
             if head[0] != b'Z' && head[0] != b'R' {
                 continue;
+            }
+            if let Some(at) = cut {
+                reply.truncate(at);
+                reply.extend_from_slice(&fatal("57P01"));
+                let _ = to.write_all(&reply);
+                thread::sleep(Duration::from_millis(50));
+                let _ = from.shutdown(std::net::Shutdown::Both);
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
             }
             let code = if head[0] == b'Z' && std::mem::take(&mut wrote) {
                 end_after_write.lock().unwrap().take()
@@ -1106,21 +1158,7 @@ impl Relay {
                 None
             };
             if let Some(code) = code {
-                let mut fields = Vec::new();
-                for (field, value) in [
-                    (b'S', "FATAL"),
-                    (b'V', "FATAL"),
-                    (b'C', code),
-                    (b'M', "terminating connection (the test's relay)"),
-                ] {
-                    fields.push(field);
-                    fields.extend_from_slice(value.as_bytes());
-                    fields.push(0);
-                }
-                fields.push(0);
-                reply.push(b'E');
-                reply.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
-                reply.extend_from_slice(&fields);
+                reply.extend_from_slice(&fatal(code));
             }
             if to.write_all(&reply).is_err() {
                 return;
@@ -1137,6 +1175,26 @@ impl Relay {
         let _ = to.write_all(&reply);
         let _ = to.shutdown(std::net::Shutdown::Write);
     }
+}
+
+/// An ErrorResponse of severity FATAL with SQLSTATE `code`, as PostgreSQL ends a session.
+fn fatal(code: &str) -> Vec<u8> {
+    let mut fields = Vec::new();
+    for (field, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', code),
+        (b'M', "terminating connection (the test's relay)"),
+    ] {
+        fields.push(field);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+    message.extend_from_slice(&fields);
+    message
 }
 
 /// A PostgreSQL URL's scheme, `host:port`, user info (with its `@`) and what follows them.
@@ -1350,4 +1408,108 @@ fn health_answers_200_at_once_after_the_pooled_connections_were_ended() {
         assert_eq!(r.status, 200, "probe {probe}: {}", r.text());
     }
     assert_eq!(alice.get(&format!("/api/tasks/{id}")).status, 200);
+}
+
+/// A server on a scratch database reached through a `FORWARD_REPLIES` relay, with alice's
+/// row written, and the test's own client to count rows with.
+fn behind_a_replies_relay(engine: &Engine) -> (Relay, TestApp, Client, postgres::Client) {
+    let db = TestDb::new(engine);
+    let url = db.postgres_url().unwrap();
+    let target = {
+        use std::net::ToSocketAddrs;
+        authority(&url).1.to_socket_addrs().unwrap().next().unwrap()
+    };
+    let relay = Relay::start(target, Relay::FORWARD_REPLIES);
+    let through_relay = relayed(&url, relay.addr);
+    let app = TestApp::spawn_with(db, |c| c.database = Database::Postgres(through_relay));
+    let alice = app.user("alice");
+    app.create(&alice, r#"{"title": "first"}"#);
+    let own = app.db.postgres_client().unwrap();
+    (relay, app, alice, own)
+}
+
+/// PostgreSQL ends a backend (`pg_terminate_backend`, FATAL 57P01) just as a connection
+/// test arrives on it: the test is answered at once, with the session's end, and the
+/// socket closes a little later. That connection is gone, not the database: `/health` says
+/// 200 and a write goes on the next connection. The driver hands the FATAL to the test as
+/// an ordinary error and says the connection is closed only once it reads the socket's
+/// end, so the test was taken for one the database did not answer: the connection was shut
+/// down, `/health` said 503 and the write got a 503 in a millisecond, with the database up.
+#[test]
+fn a_connection_test_answered_with_the_sessions_end_goes_on_to_the_next_connection() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    let (relay, app, alice, mut own) = behind_a_replies_relay(&engine);
+    // Arrange: a few connections in the pool.
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let alice = alice.clone();
+            thread::spawn(move || alice.get("/api/tasks").status)
+        })
+        .collect();
+    for request in load {
+        assert_eq!(request.join().unwrap(), 200);
+    }
+
+    // Act and assert: /health's own test is answered with the FATAL.
+    relay.end_within_next(PING);
+    let r = app.anonymous().get("/health");
+    assert!(relay.ended_within(), "no connection test reached the relay");
+    assert_eq!(r.status, 200, "/health: {}", r.text());
+
+    // A connection was found gone: checkouts test their connection first for a while, and
+    // the next test is answered with the FATAL too.
+    relay.end_within_next(PING);
+    let r = alice.post("/api/tasks", r#"{"title": "after a test was ended"}"#);
+    assert!(relay.ended_within(), "no connection test reached the relay");
+    assert_eq!(r.status, 201, "create: {}", r.text());
+    let rows: i64 = own
+        .query_one(
+            "select count(*) from tasks where title = 'after a test was ended'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+}
+
+/// PostgreSQL ends a backend while a statement waits on it (`pg_terminate_backend` of an
+/// active backend, a fast shutdown): the FATAL comes in place of the rest of its reply, and
+/// the socket closes a little later. A write is then a 503, since it may have committed,
+/// and is not run again; but the connection is gone: it used to go back to the pool, and
+/// the next write on it was a 503 "connection closed" too. A read is run again, on another
+/// connection, as for one found closed; it used to be a 503.
+#[test]
+fn a_statement_answered_with_the_sessions_end_is_a_lost_connection() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    let (relay, _app, alice, mut own) = behind_a_replies_relay(&engine);
+    let mut count = |title: &str| -> i64 {
+        own.query_one("select count(*) from tasks where title = $1", &[&title])
+            .unwrap()
+            .get(0)
+    };
+
+    // A write: 503, done at most once (PostgreSQL committed it before it was ended).
+    relay.end_within_next(INSERT);
+    let r = alice.post("/api/tasks", r#"{"title": "ended in its reply"}"#);
+    assert!(relay.ended_within(), "no insert reached the relay");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(count("ended in its reply"), 1, "run again");
+    // The next writes are not sent on the connection that was ended.
+    for n in 0..3 {
+        let title = format!("next {n}");
+        let r = alice.post("/api/tasks", &json!({ "title": title }).to_string());
+        assert_eq!(r.status, 201, "{title}: {}", r.text());
+        assert_eq!(count(&title), 1);
+    }
+
+    // A read: run again.
+    relay.end_within_next(SELECT);
+    let r = alice.get("/api/tasks");
+    assert!(relay.ended_within(), "no select reached the relay");
+    assert_eq!(r.status, 200, "list: {}", r.text());
+    assert_eq!(r.json().as_array().unwrap().len(), 5);
 }
