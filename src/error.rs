@@ -193,8 +193,8 @@ impl From<postgres::Error> for Error {
                         SqlState::QUERY_CANCELED,
                         SqlState::LOCK_NOT_AVAILABLE,
                         // Rolled back for a concurrent statement (a serialization failure
-                        // or a deadlock), and again when run once more (db/postgres.rs):
-                        // nothing was done, try again.
+                        // or a deadlock), every time it was run (db/postgres.rs,
+                        // CONFLICT_ATTEMPTS): nothing was done, try again.
                         SqlState::T_R_SERIALIZATION_FAILURE,
                         SqlState::T_R_DEADLOCK_DETECTED,
                         // A table is missing (the database re-created): the schema is

@@ -36,6 +36,10 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// The least time between two applications of the schema for a table found missing.
 const SCHEMA_RETRY: Duration = Duration::from_secs(30);
+/// How many times in all a statement is run while it loses to concurrent ones
+/// (`conflicted`): under a default isolation of REPEATABLE READ or SERIALIZABLE, with a
+/// few requests changing the same rows, one retry still left many 503s.
+const CONFLICT_ATTEMPTS: u32 = 3;
 /// How long after a lost connection every checkout is tested first.
 const SUSPECT_WINDOW: Duration = Duration::from_secs(10);
 /// A statement still unanswered after this long is cancelled, so that its request gets a
@@ -710,30 +714,19 @@ impl PgStore {
     }
 
     /// Runs `f` on a connection from `checkout`, once more on a fresh one if that one turned
-    /// out to be dead, the statement lost to a concurrent one (`conflicted`), or the tables
-    /// were missing (`tables_missing`).
+    /// out to be dead or the tables were missing (`tables_missing`); up to
+    /// `CONFLICT_ATTEMPTS` times in all while it loses to concurrent statements
+    /// (`conflicted`).
     fn retried<T>(
         &self,
         checkout: impl Fn() -> Result<Conn>,
         f: impl Fn(&mut PgConn) -> Result<T, postgres::Error>,
     ) -> Result<T> {
-        let mut conn = checkout()?;
-        match self.run(&mut conn, &f) {
+        self.attempts("a read", checkout, f, |conn, e| {
             // Not after the watchdog shut the connection down: the statement has had its
             // deadline, and the database is not answering.
-            Err(e)
-                if conn.lost(&e) && !conn.shut_down_by_watchdog()
-                    || conflicted(&e)
-                    || self.tables_missing(&e) =>
-            {
-                log::debug!("retrying a read on a fresh connection after: {e}");
-                drop(conn);
-                let again = self.run(&mut *checkout()?, &f);
-                self.schema_fixed(&e, &again);
-                Ok(again?)
-            }
-            other => Ok(other?),
-        }
+            conn.lost(e) && !conn.shut_down_by_watchdog() || self.tables_missing(e)
+        })
     }
 
     /// Runs a write, once more on a fresh connection only when the first run certainly did
@@ -745,7 +738,8 @@ impl PgStore {
     /// when that statement's reply had not come whole (vendor/postgres/PATCHES.md): a
     /// timeout that ended the session after an earlier statement's reply is that
     /// statement's success, not this error. A write that lost to a concurrent one
-    /// (`conflicted`) was rolled back, and is run again too. Any other failure may have
+    /// (`conflicted`) was rolled back, and is run again too, up to `CONFLICT_ATTEMPTS`
+    /// times in all. Any other failure may have
     /// come after the commit (a crash or an immediate shutdown ends sessions at any point,
     /// even between the commit and the answer; `pg_terminate_backend`'s FATAL may come
     /// between a statement's CommandComplete and its ReadyForQuery, after the commit), so
@@ -753,20 +747,54 @@ impl PgStore {
     /// what it says only with the connection's end read with it (`is_closed`): a 57P05
     /// whose socket is still open, which PostgreSQL does not send, is a 503 as well.
     fn write<T>(&self, f: impl Fn(&mut PgConn) -> Result<T, postgres::Error>) -> Result<T> {
-        let mut conn = self.conn()?;
-        match self.run(&mut conn, &f) {
-            Err(e)
-                if conn.client.is_closed() && is(&e, &SqlState::IDLE_SESSION_TIMEOUT)
-                    || conflicted(&e)
-                    || self.tables_missing(&e) =>
-            {
-                log::debug!("running a write again on a fresh connection after: {e}");
-                drop(conn);
-                let again = self.run(&mut *self.conn()?, &f);
-                self.schema_fixed(&e, &again);
-                Ok(again?)
+        self.attempts(
+            "a write",
+            || self.conn(),
+            f,
+            |conn, e| {
+                conn.client.is_closed() && is(e, &SqlState::IDLE_SESSION_TIMEOUT)
+                    || self.tables_missing(e)
+            },
+        )
+    }
+
+    /// Runs `f` on a connection from `checkout`, and again on a fresh one for as long as it
+    /// loses to concurrent statements (`conflicted`), `CONFLICT_ATTEMPTS` times at most;
+    /// once more for any other failure for which `again` says so, after the first run only.
+    /// `what` names the statement in the log.
+    fn attempts<T>(
+        &self,
+        what: &str,
+        checkout: impl Fn() -> Result<Conn>,
+        f: impl Fn(&mut PgConn) -> Result<T, postgres::Error>,
+        again: impl Fn(&PgConn, &postgres::Error) -> bool,
+    ) -> Result<T> {
+        let mut conn = checkout()?;
+        let mut runs = 1;
+        let mut table_was_missing = false;
+        loop {
+            let e = match self.run(&mut conn, &f) {
+                Ok(done) => {
+                    if table_was_missing {
+                        self.schema_fixed();
+                    }
+                    return Ok(done);
+                }
+                Err(e) => e,
+            };
+            let run_again = if conflicted(&e) {
+                runs < CONFLICT_ATTEMPTS
+            } else {
+                runs == 1 && again(&conn, &e)
+            };
+            if !run_again {
+                return Err(e.into());
             }
-            other => Ok(other?),
+            table_was_missing |= is(&e, &SqlState::UNDEFINED_TABLE);
+            log::debug!("running {what} again on a fresh connection after: {e}");
+            drop(conn);
+            conn = checkout()?;
+            runs += 1;
         }
     }
 
@@ -816,13 +844,11 @@ impl PgStore {
         false
     }
 
-    /// After a statement that found a table missing was run again: if the schema applied
-    /// in between made it work, a table going missing later (the database re-created once
+    /// A statement that found a table missing worked when run again: the schema applied in
+    /// between fixed it, and a table going missing later (the database re-created once
     /// more) is not held to `SCHEMA_RETRY`.
-    fn schema_fixed<T>(&self, first: &postgres::Error, again: &Result<T, postgres::Error>) {
-        if is(first, &SqlState::UNDEFINED_TABLE) && again.is_ok() {
-            self.schema_retried_ms.store(0, Ordering::Relaxed);
-        }
+    fn schema_fixed(&self) {
+        self.schema_retried_ms.store(0, Ordering::Relaxed);
     }
 
     /// Runs `f` once, never retried: a streamed read (rows already handed on would be
@@ -1073,8 +1099,8 @@ fn is(e: &postgres::Error, state: &SqlState) -> bool {
 /// one: a serialization failure (40001; under a default isolation of REPEATABLE READ or
 /// SERIALIZABLE, a row another transaction changed after the statement's snapshot) or a
 /// deadlock (40P01). Each of our statements is a transaction of its own, so it did
-/// nothing, and run again, on a new snapshot, it usually succeeds; should it fail again,
-/// that is a 503 (`crate::error`). Not when the session ended with it (a FATAL 40001 is a
+/// nothing, and run again, on a new snapshot, it usually succeeds; should it fail every
+/// time (`CONFLICT_ATTEMPTS`), that is a 503 (`crate::error`). Not when the session ended with it (a FATAL 40001 is a
 /// standby's recovery conflict): that is a lost connection (`PgConn::lost`).
 fn conflicted(e: &postgres::Error) -> bool {
     (is(e, &SqlState::T_R_SERIALIZATION_FAILURE) || is(e, &SqlState::T_R_DEADLOCK_DETECTED))

@@ -634,11 +634,13 @@ fn a_write_that_lost_to_a_concurrent_transaction_is_run_again() {
 }
 
 /// A write rolled back for a serialization failure (40001) or a deadlock (40P01) did
-/// nothing: it is run once more, and if that fails the same way too, it is a 503 with
-/// `Retry-After` (the database is busy), never a 500. A trigger of the test's raises them
-/// for titles `fail <SQLSTATE> <times> ...`, counting attempts in a sequence.
+/// nothing: it is run again, up to three times in all, and if every run fails the same
+/// way, it is a 503 with `Retry-After` (the database is busy), never a 500. A trigger of
+/// the test's raises them for titles `fail <SQLSTATE> <times> ...`, counting attempts in a
+/// sequence. (One run more only, under contention at SERIALIZABLE, left 39 % of the
+/// toggles of one task and 8 % of the lists 503.) A read is run again the same way.
 #[test]
-fn serialization_failures_and_deadlocks_are_run_again_once_then_503() {
+fn serialization_failures_and_deadlocks_are_run_up_to_three_times_then_503() {
     let Some(app) = postgres_app(|_| {}) else {
         return;
     };
@@ -663,8 +665,10 @@ fn serialization_failures_and_deadlocks_are_run_again_once_then_503() {
     for (code, times, status) in [
         ("40001", 1, 201),
         ("40P01", 1, 201),
-        ("40001", 2, 503),
-        ("40P01", 2, 503),
+        ("40001", 2, 201),
+        ("40P01", 2, 201),
+        ("40001", 3, 503),
+        ("40P01", 3, 503),
     ] {
         own.batch_execute("alter sequence attempts restart")
             .unwrap();
@@ -675,7 +679,7 @@ fn serialization_failures_and_deadlocks_are_run_again_once_then_503() {
             .query_one("select last_value from attempts", &[])
             .unwrap()
             .get(0);
-        assert_eq!(attempts, 2, "{title}: run twice");
+        assert_eq!(attempts, (times + 1).min(3), "{title}: runs");
         let rows: i64 = own
             .query_one("select count(*) from tasks where title = $1", &[&title])
             .unwrap()
@@ -684,5 +688,42 @@ fn serialization_failures_and_deadlocks_are_run_again_once_then_503() {
         if status == 503 {
             assert_eq!(r.header("Retry-After"), Some("1"), "{title}");
         }
+    }
+
+    // A read: the list's rows come through a view whose title raises the same way.
+    alter_under_the_server(
+        &app,
+        "drop trigger fail_as_titled on tasks; \
+         delete from tasks where title <> 'first'; \
+         alter table tasks rename to tasks_stored; \
+         create table fail_reads (code text, times int); \
+         create function fail_as_set(title text) returns text language plpgsql as $$ \
+         declare fail fail_reads; \
+         begin \
+           select * into fail from fail_reads; \
+           if nextval('attempts') <= fail.times then \
+             raise exception 'conflict (the test''s view)' using errcode = fail.code; \
+           end if; \
+           return title; \
+         end $$; \
+         create view tasks as select id, user_id, fail_as_set(title) as title, description, \
+           completed, due_date, created_at, updated_at from tasks_stored;",
+    );
+    for (code, times, status) in [("40001", 2, 200), ("40P01", 2, 200), ("40001", 3, 503)] {
+        own.batch_execute(&format!(
+            "delete from fail_reads; insert into fail_reads values ('{code}', {times}); \
+             alter sequence attempts restart"
+        ))
+        .unwrap();
+        let r = alice.get("/api/tasks");
+        assert_eq!(r.status, status, "list, {code} {times} times: {}", r.text());
+        if status == 200 {
+            assert_eq!(r.json()[0]["title"], "first");
+        }
+        let attempts: i64 = own
+            .query_one("select last_value from attempts", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(attempts, 3, "list, {code} {times} times: runs");
     }
 }
