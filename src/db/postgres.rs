@@ -1100,8 +1100,9 @@ fn is(e: &postgres::Error, state: &SqlState) -> bool {
 /// SERIALIZABLE, a row another transaction changed after the statement's snapshot) or a
 /// deadlock (40P01). Each of our statements is a transaction of its own, so it did
 /// nothing, and run again, on a new snapshot, it usually succeeds; should it fail every
-/// time (`CONFLICT_ATTEMPTS`), that is a 503 (`crate::error`). Not when the session ended with it (a FATAL 40001 is a
-/// standby's recovery conflict): that is a lost connection (`PgConn::lost`).
+/// time (`CONFLICT_ATTEMPTS`), that is a 503 (`crate::error`). Not when the session
+/// ended with it (a FATAL 40001 is a standby's recovery conflict): that is a lost
+/// connection (`PgConn::lost`).
 fn conflicted(e: &postgres::Error) -> bool {
     (is(e, &SqlState::T_R_SERIALIZATION_FAILURE) || is(e, &SqlState::T_R_DEADLOCK_DETECTED))
         && !connection_ended(e)
