@@ -1286,19 +1286,8 @@ fn a_write_whose_reply_came_before_the_session_ended_is_answered_as_done_once() 
     let Some(engine) = Engine::postgres() else {
         return;
     };
-    let db = TestDb::new(&engine);
-    let url = db.postgres_url().unwrap();
-    let target = {
-        use std::net::ToSocketAddrs;
-        authority(&url).1.to_socket_addrs().unwrap().next().unwrap()
-    };
-    let relay = Relay::start(target, Relay::FORWARD_REPLIES);
-    let through_relay = relayed(&url, relay.addr);
-    let app = TestApp::spawn_with(db, |c| c.database = Database::Postgres(through_relay));
-    let alice = app.user("alice");
     // The user's row is written before any session is ended.
-    app.create(&alice, r#"{"title": "first"}"#);
-    let mut own = app.db.postgres_client().unwrap();
+    let (relay, _app, alice, mut own) = behind_a_replies_relay(&engine);
     let mut count =
         |sql: &str, title: &str| -> i64 { own.query_one(sql, &[&title]).unwrap().get(0) };
 

@@ -418,14 +418,8 @@ fn writes_on_sessions_the_server_ended_while_idle_are_run_again() {
     let Some(engine) = Engine::postgres() else {
         return;
     };
-    let db = TestDb::new(&engine);
+    let db = db_with(&engine, "idle_session_timeout = '1s'");
     let name = db.postgres_name().unwrap().to_string();
-    db.postgres_client()
-        .unwrap()
-        .batch_execute(&format!(
-            "alter database \"{name}\" set idle_session_timeout = '1s'"
-        ))
-        .unwrap();
     let app = TestApp::spawn_with(db, |_| {});
     let alice = app.user("alice");
     app.create(&alice, r#"{"title": "first"}"#);
@@ -577,14 +571,7 @@ fn a_write_that_lost_to_a_concurrent_transaction_is_run_again() {
     let Some(engine) = Engine::postgres() else {
         return;
     };
-    let db = TestDb::new(&engine);
-    let name = db.postgres_name().unwrap().to_string();
-    db.postgres_client()
-        .unwrap()
-        .batch_execute(&format!(
-            "alter database \"{name}\" set default_transaction_isolation = 'repeatable read'"
-        ))
-        .unwrap();
+    let db = db_with(&engine, "default_transaction_isolation = 'repeatable read'");
     let app = TestApp::spawn_with(db, |_| {});
     let alice = app.user("alice");
     let id = app.create(&alice, r#"{"title": "contended"}"#)["id"]
@@ -726,4 +713,15 @@ fn serialization_failures_and_deadlocks_are_run_up_to_three_times_then_503() {
             .get(0);
         assert_eq!(attempts, 3, "list, {code} {times} times: runs");
     }
+}
+
+/// A scratch database whose sessions start with `setting` (`name = value`).
+fn db_with(engine: &Engine, setting: &str) -> TestDb {
+    let db = TestDb::new(engine);
+    let name = db.postgres_name().unwrap().to_string();
+    db.postgres_client()
+        .unwrap()
+        .batch_execute(&format!("alter database \"{name}\" set {setting}"))
+        .unwrap();
+    db
 }
