@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -34,53 +34,60 @@ type Pool = r2d2::Pool<Manager>;
 /// - a connection SQLite opened read-only (it does so, silently, when the file is not
 ///   writable at that moment) is dropped when it comes back to the pool: once the file is
 ///   writable again, new connections write, without a restart;
-/// - each connection remembers which file (device and inode) it opened, and one whose file
-///   is no longer the one at the database's path (deleted, or replaced by `mv`) is dropped
-///   at checkout: it would read and write a file nobody will see again;
-/// - a new connection creates the tables when the file has none (a file that was deleted
-///   or replaced), as start-up does.
+/// - each connection remembers which file (device and inode) it opened, and the file at
+///   the database's path must stay the one the server started on. Once it is not (deleted,
+///   replaced by `mv`, its `-wal` removed), the store is `Stale`: no connection is handed
+///   out or opened, and every request is 503 until the server is restarted. Following the
+///   new file instead is not safe: a `mv` or `rm` leaves the old file's `-wal` and `-shm`
+///   at the path, shared with any other process on the file, and the new file would be read
+///   (and written) through the old one's log.
 struct Manager {
     inner: SqliteConnectionManager,
     path: String,
-    /// A connection of the manager's own, outside the pool, to the file the pool works
-    /// on; see `follow`.
-    sentinel: Mutex<Option<Conn>>,
+    /// The file the server started on.
+    original: OnceLock<FileId>,
+    stale: Arc<Stale>,
+}
+
+/// Why the store no longer uses the database, once it does not: set once, logged once
+/// (each request's 503 and each refused connection say `STALE`).
+#[derive(Default)]
+struct Stale(OnceLock<String>);
+
+/// The cause of every 503 once the store is stale.
+const STALE: &str = "sqlite: the database is no longer the file at its path (why: the error \
+    logged when that was found); restart the server";
+
+impl Stale {
+    fn set(&self, why: String) {
+        if self.0.set(why).is_ok() {
+            log::error!("{}", self.0.get().map_or("", String::as_str));
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.get().is_some()
+    }
 }
 
 impl Manager {
-    /// Makes sure the sentinel is on the file at the path, and returns it locked. When
-    /// the file was replaced or deleted, the -wal at the path is still the old file's (a
-    /// `mv` or `rm` of the file alone leaves it): a connection to the new file would read
-    /// the old file's pages from it. So before any connection opens the new file (each
-    /// `connect` holds this lock), the sentinel, still on the old file, copies them into
-    /// that file (gone, or no longer at the path) with a checkpoint that empties the -wal.
-    fn follow(&self) -> std::sync::MutexGuard<'_, Option<Conn>> {
-        let mut sentinel = self.sentinel.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = sentinel.as_ref() {
-            if FileId::of(&old.watched) == Some(old.file) {
-                return sentinel;
-            }
-            if old.wal.is_some() && old.wal == FileId::of(&old.wal_path) {
-                if let Err(e) = old.execute_batch("pragma wal_checkpoint(truncate)") {
-                    log::error!(
-                        "emptying {} of the old file's pages failed: {e}",
-                        old.wal_path.display()
-                    );
-                }
-            }
-            *sentinel = None;
-        }
-        sentinel
-    }
-
     /// Opens a connection and learns which files it opened.
     fn open(&self) -> rusqlite::Result<Conn> {
+        if self.stale.is_set() {
+            return Err(failure(rusqlite::ffi::SQLITE_CANTOPEN, STALE.into()));
+        }
         let uri = self.path.starts_with("file:");
         let before = if uri {
             None
         } else {
             FileId::of(Path::new(&self.path))
         };
+        if let (Some(&original), false) = (self.original.get(), uri) {
+            // Checked before opening: SQLite would create a file in place of a deleted one.
+            if before != Some(original) {
+                return Err(self.went_stale(moved(Path::new(&self.path), original, before)));
+            }
+        }
         let conn = r2d2::ManageConnection::connect(&self.inner)?;
         let opened = PathBuf::from(conn.path().unwrap_or_default());
         if opened.as_os_str().is_empty() {
@@ -115,6 +122,10 @@ impl Manager {
                 format!("{} was replaced while being opened", watched.display()),
             ));
         }
+        let original = *self.original.get_or_init(|| file);
+        if original != file {
+            return Err(self.went_stale(moved(&watched, original, Some(file))));
+        }
         let mut wal_path = opened.into_os_string();
         wal_path.push("-wal");
         let wal_path = PathBuf::from(wal_path);
@@ -126,6 +137,14 @@ impl Manager {
             wal_path,
             broken: Cell::new(false),
         })
+    }
+}
+
+impl Manager {
+    /// Marks the store stale for `why`; the error for the connection that found it.
+    fn went_stale(&self, why: String) -> rusqlite::Error {
+        self.stale.set(why);
+        failure(rusqlite::ffi::SQLITE_CANTOPEN, STALE.into())
     }
 }
 
@@ -212,37 +231,61 @@ impl Conn {
     /// Why this connection no longer works on the database at the path, if it does not:
     /// the file was deleted or replaced, or the `-wal` it writes was.
     fn moved(&self) -> Option<String> {
-        let path = self.watched.display();
-        match FileId::of(&self.watched) {
-            None => {
-                return Some(format!(
-                    "the SQLite database {path} was deleted while the server ran ({} was \
-                     open): dropping the connections to the deleted file (writes to it \
-                     would be lost) and carrying on with a new file, with empty tables",
-                    self.file
-                ))
-            }
-            Some(now) if now != self.file => {
-                return Some(format!(
-                    "the SQLite database {path} was replaced while the server ran ({} was \
-                     open, the path now names {now}): dropping the connections to the old \
-                     file (writes to it would be lost) and carrying on with the file now at \
-                     the path",
-                    self.file
-                ))
-            }
-            Some(_) => {}
+        let now = FileId::of(&self.watched);
+        if now != Some(self.file) {
+            return Some(moved(&self.watched, self.file, now));
         }
         match (self.wal, FileId::of(&self.wal_path)) {
             (Some(open), now) if now != Some(open) => Some(format!(
                 "{} was deleted or replaced while the database was in use: the commits it \
-                 held that were not yet copied into {path} are lost (SQLite's rules: never \
-                 remove the -wal or -shm of a database in use); dropping the connections \
-                 that write to the removed one",
-                self.wal_path.display()
+                 held that were not yet copied into {} are lost (SQLite's rules: never \
+                 remove the -wal or -shm of a database in use); {RESTART}",
+                self.wal_path.display(),
+                self.watched.display()
             )),
             _ => None,
         }
+    }
+}
+
+/// What the store does once the database is `Stale`.
+const RESTART: &str = "the server no longer uses the database, so that no write goes into \
+    a file that is not the one at the path: every request is 503 until the server is \
+    restarted (stop it before deleting, replacing or restoring the file, and its -wal and \
+    -shm)";
+
+/// Why the file at `path` is not the database `open` any more (`now`: what the path names).
+fn moved(path: &Path, open: FileId, now: Option<FileId>) -> String {
+    let path = path.display();
+    match now {
+        None => format!(
+            "the SQLite database {path} was deleted while the server ran ({open} was \
+             open); {RESTART}"
+        ),
+        Some(now) => format!(
+            "the SQLite database {path} was replaced while the server ran ({open} was \
+             open, the path now names {now}); {RESTART}"
+        ),
+    }
+}
+
+/// Copies what the `-wal` holds into the database file `conn` has open and empties it, for
+/// a database that is no longer the one at its path: a `mv` or `rm` of the file alone
+/// leaves its `-wal` at the path, where a server started on the new file would read it as
+/// the new file's. Says how that went, for the log.
+fn empty_wal(conn: &Connection) -> String {
+    let checkpoint = conn.query_row("pragma wal_checkpoint(truncate)", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    match checkpoint {
+        Ok(0) => "the -wal at the path was emptied into the old file".into(),
+        Ok(_) => "the -wal at the path still holds the old file's pages (another \
+                  connection was reading): remove the -wal and -shm before restarting"
+            .into(),
+        Err(e) => format!(
+            "the -wal at the path could not be emptied ({e}): remove the -wal and -shm \
+             before restarting"
+        ),
     }
 }
 
@@ -256,22 +299,20 @@ impl r2d2::ManageConnection for Manager {
     type Error = rusqlite::Error;
 
     fn connect(&self) -> rusqlite::Result<Conn> {
-        let mut sentinel = self.follow();
-        if sentinel.is_none() {
-            *sentinel = Some(self.open()?);
-        }
         self.open()
     }
 
     fn is_valid(&self, conn: &mut Conn) -> rusqlite::Result<()> {
         // A stat or two per checkout: a file deleted or replaced is noticed by the next
-        // request, before it reads a stale file or writes into a lost one. r2d2 logs the
-        // reason (as an error) and drops the connection.
-        let Some(why) = conn.moved() else {
-            return Ok(());
-        };
-        drop(self.follow());
-        Err(failure(rusqlite::ffi::SQLITE_CANTOPEN, why))
+        // request, before it reads a stale file or writes into a lost one; r2d2 drops the
+        // connection.
+        if self.stale.is_set() {
+            return Err(failure(rusqlite::ffi::SQLITE_CANTOPEN, STALE.into()));
+        }
+        match conn.moved() {
+            Some(why) => Err(self.went_stale(format!("{why}; {}", empty_wal(conn)))),
+            None => Ok(()),
+        }
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
@@ -309,9 +350,8 @@ fn missing_columns(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     Ok(missing)
 }
 
-/// Creates the tables if the file has none of them (a new file, or one put in place of
-/// the database while the server runs), in one transaction; a file that has them is only
-/// read.
+/// Creates the tables if the file has none of them (a new file, or ones dropped while the
+/// server runs), in one transaction; a file that has them is only read.
 fn create_missing_tables(conn: &Connection) -> rusqlite::Result<()> {
     let present: i64 = conn.query_row(
         "select count(*) from sqlite_schema where type = 'table' and name in ('users', 'tasks')",
@@ -334,6 +374,8 @@ fn create_missing_tables(conn: &Connection) -> rusqlite::Result<()> {
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     pool: Pool,
+    /// Set once the file at the path is no longer the database (`Manager`).
+    stale: Arc<Stale>,
     /// One writer at a time inside this process. SQLite allows one anyway; letting every
     /// worker race for its lock made writers back off and retry, with 1–5 s outliers and
     /// occasional "database is locked" under 16 concurrent writers (bench/README.md).
@@ -361,10 +403,12 @@ impl SqliteStore {
                  pragma cache_size = -1024;",
             )
         });
+        let stale = Arc::new(Stale::default());
         let manager = Manager {
             inner: manager,
             path: path.to_string(),
-            sentinel: Mutex::new(None),
+            original: OnceLock::new(),
+            stale: stale.clone(),
         };
         // One try first: a file that cannot be opened (a missing directory, no permission)
         // is said at once, rather than after the pool's 2 s of retries, each logged.
@@ -401,12 +445,17 @@ impl SqliteStore {
             .map_err(|e| format!("cannot create tables in {path}: {e}"))?;
         Ok(SqliteStore {
             pool,
+            stale,
             writing: Mutex::new(false),
             writer_done: Condvar::new(),
         })
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
+        // At once: the pool would try to open connections for its whole timeout first.
+        if self.stale.is_set() {
+            return Err(Error::Unavailable(STALE.into()));
+        }
         Ok(self.pool.get()?)
     }
 
@@ -460,8 +509,8 @@ impl SqliteStore {
         }
         .map_err(|e| conn.fail(e))?;
         if let Some(why) = conn.moved() {
-            // The connection is dropped at its next checkout (`Manager::is_valid`).
-            return Err(Error::Unavailable(format!("sqlite: {why}")));
+            self.stale.set(format!("{why}; {}", empty_wal(&conn)));
+            return Err(Error::Unavailable(STALE.into()));
         }
         Ok(out)
     }

@@ -85,8 +85,28 @@ fn logged_line(process: &Process, wanted: &str, lines: &mut Vec<String>) -> bool
     lines.iter().any(|l| l.contains(wanted))
 }
 
+/// Every answer of `clients` threads each listing `rounds` times is 503: the store no
+/// longer uses the database, over every pooled connection.
+fn all_unavailable(alice: &Client, clients: usize, rounds: usize) {
+    let seen = seen_by_many(alice, clients, rounds);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let only = seen.into_iter().next().unwrap();
+    assert!(
+        only.as_ref().is_err_and(|e| e.starts_with("503")),
+        "{only:?}"
+    );
+}
+
+/// Stops the server the way a deployment does (SIGTERM), then starts it again on the same
+/// file.
+fn restarted(mut process: Process, dir: &TempDir) -> Process {
+    process.signal("TERM");
+    assert!(process.wait(Duration::from_secs(15)).is_some(), "no exit");
+    server(dir)
+}
+
 #[test]
-fn a_database_file_replaced_while_running_is_the_one_served_from_then_on() {
+fn a_database_file_replaced_while_running_is_not_used_until_a_restart() {
     // Arrange: two tasks, a consistent copy of the file, then a third task.
     let dir = TempDir::new("sqlite-replaced");
     let path = dir.path("x.db");
@@ -106,27 +126,32 @@ fn a_database_file_replaced_while_running_is_the_one_served_from_then_on() {
     // Act: the copy put in place of the file, as a restore from a backup does.
     std::fs::rename(&backup, &path).unwrap();
 
-    // Assert: every request, over every pooled connection, sees the restored file.
-    let seen = seen_by_many(&alice, 16, 10);
-    let restored = Ok(vec!["one".to_string(), "two".to_string()]);
-    assert_eq!(
-        seen,
-        BTreeSet::from([restored]),
-        "after the restore; the log: {:#?}",
-        process.logged()
-    );
-    // A write goes into the file at the path, and stays there.
-    create(&alice, "four");
-    assert_eq!(titles_in_file(&path), ["one", "two", "four"]);
+    // Assert: neither file is served or written (the old one is no longer at the path;
+    // the new one would be read through the old one's -wal), every request over every
+    // pooled connection is 503, /health says so, and the log says why.
+    all_unavailable(&alice, 16, 10);
+    let r = alice.post("/api/tasks", r#"{"title": "four"}"#);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(process_health(&process).status, 503);
     let mut lines = Vec::new();
     assert!(
         logged_line(&process, "was replaced while the server ran", &mut lines),
         "no error logged about the replaced file: {lines:#?}"
     );
+    // After a restart the restored file is the database.
+    let process = restarted(process, &dir);
+    let alice = client(&process, "alice");
+    assert_eq!(
+        titles(&alice),
+        Ok(vec!["one".to_string(), "two".to_string()])
+    );
+    create(&alice, "four");
+    drop(process);
+    assert_eq!(titles_in_file(&path), ["one", "two", "four"]);
 }
 
 #[test]
-fn a_database_file_deleted_while_running_is_created_again_and_no_write_goes_to_the_deleted_one() {
+fn a_database_file_deleted_while_running_gets_no_write_and_no_new_file() {
     // Arrange
     let dir = TempDir::new("sqlite-deleted");
     let path = dir.path("x.db");
@@ -139,21 +164,24 @@ fn a_database_file_deleted_while_running_is_created_again_and_no_write_goes_to_t
     for suffix in ["", "-wal", "-shm"] {
         std::fs::remove_file(format!("{path}{suffix}")).unwrap();
     }
-    let after = create(&alice, "after");
+    let r = alice.post("/api/tasks", r#"{"title": "after"}"#);
 
-    // Assert: the write is in the new file at the path, the only one the server serves.
-    assert_eq!(titles_in_file(&path), ["after"]);
-    let seen = seen_by_many(&alice, 16, 10);
-    assert_eq!(seen, BTreeSet::from([Ok(vec!["after".to_string()])]));
-    let r = alice.get(&format!("/api/tasks/{}", after["id"]));
-    assert_eq!(r.status, 200, "{}", r.text());
-    let r = process_health(&process);
-    assert_eq!(r.status, 200, "{}", r.text());
+    // Assert: the write is refused (it would have gone into the deleted file), nothing is
+    // created at the path, and the log says why.
+    assert_eq!(r.status, 503, "{}", r.text());
+    all_unavailable(&alice, 16, 5);
+    assert_eq!(process_health(&process).status, 503);
+    assert!(!std::path::Path::new(&path).exists(), "a file was created");
     let mut lines = Vec::new();
     assert!(
         logged_line(&process, "was deleted while the server ran", &mut lines),
         "no error logged about the deleted file: {lines:#?}"
     );
+    // A restart starts on a new, empty file.
+    let process = restarted(process, &dir);
+    let alice = client(&process, "alice");
+    assert_eq!(titles(&alice), Ok(vec![]));
+    create(&alice, "after");
 }
 
 fn process_health(process: &Process) -> Response {
@@ -368,4 +396,41 @@ fn updated_at_is_read_once_the_write_lock_is_held() {
         "updated_at {stamp} is before the lock was released ({})",
         released.to_rfc3339()
     );
+}
+
+#[test]
+fn a_wal_removed_while_running_is_said_once_and_a_restart_recovers() {
+    // Arrange: a task, its commit still in the -wal.
+    let dir = TempDir::new("sqlite-wal-gone");
+    let path = dir.path("x.db");
+    let process = server(&dir);
+    let alice = client(&process, "alice");
+    create(&alice, "one");
+    assert_eq!(seen_by_many(&alice, 16, 5).len(), 1);
+
+    // Act: the -wal and -shm removed (SQLite's rules forbid it; commits in them are lost).
+    for suffix in ["-wal", "-shm"] {
+        std::fs::remove_file(format!("{path}{suffix}")).unwrap();
+    }
+
+    // Assert: every request is 503 (not a write into the removed -wal, nor a connection
+    // opened onto the removed -shm), the reason is logged once, and a restart serves the
+    // file again.
+    let r = alice.post("/api/tasks", r#"{"title": "two"}"#);
+    assert_eq!(r.status, 503, "{}", r.text());
+    all_unavailable(&alice, 16, 5);
+    assert_eq!(process_health(&process).status, 503);
+    let mut process = process;
+    process.signal("TERM");
+    assert!(process.wait(Duration::from_secs(15)).is_some(), "no exit");
+    let said = process
+        .logged_to_the_end()
+        .iter()
+        .filter(|l| l.contains("was deleted or replaced while the database was in use"))
+        .count();
+    assert_eq!(said, 1, "the reason logged {said} times");
+    let process = server(&dir);
+    let alice = client(&process, "alice");
+    assert!(titles(&alice).is_ok(), "{:?}", titles(&alice));
+    create(&alice, "two");
 }
