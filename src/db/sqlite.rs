@@ -494,7 +494,7 @@ impl SqliteStore {
     /// the write may or may not be in the file now at the path; the client re-reads).
     fn write<T>(&self, mut f: impl FnMut(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let deadline = Instant::now() + BUSY_TIMEOUT;
-        let (_turn, conn) = self.writer(deadline)?;
+        let (turn, conn) = self.writer(deadline)?;
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(timed_out());
@@ -508,6 +508,8 @@ impl SqliteStore {
             other => other,
         }
         .map_err(|e| conn.fail(e))?;
+        // The write is done: the next one need not wait for this check (`stat` calls).
+        drop(turn);
         if let Some(why) = conn.moved() {
             self.stale.set(format!("{why}; {}", empty_wal(&conn)));
             return Err(Error::Unavailable(STALE.into()));

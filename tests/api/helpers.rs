@@ -324,6 +324,25 @@ impl Client {
     pub fn get(&self, path: &str) -> Response {
         self.send("GET", path, None, &[])
     }
+
+    /// GETs `path` every `every` until it is 200; fails the test, saying `what`, when it is
+    /// still not after `limit`.
+    pub fn wait_for_200(&self, path: &str, limit: Duration, every: Duration, what: &str) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let r = self.get(path);
+            if r.status == 200 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: still {} after {limit:?}: {}",
+                r.status,
+                r.text()
+            );
+            std::thread::sleep(every);
+        }
+    }
     pub fn post(&self, path: &str, body: &str) -> Response {
         self.send("POST", path, Some(body.as_bytes()), &[])
     }

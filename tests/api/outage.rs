@@ -1256,20 +1256,12 @@ fn connections_that_are_never_answered_are_given_up_and_the_pool_recovers() {
         relay.mode.store(Relay::FORWARD, Ordering::SeqCst);
 
         // Assert: served again, soon.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let r = alice.get("/api/tasks");
-            if r.status == 200 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mode {mode}: still {} 15 s after the database answered again: {}",
-                r.status,
-                r.text()
-            );
-            thread::sleep(Duration::from_millis(200));
-        }
+        alice.wait_for_200(
+            "/api/tasks",
+            Duration::from_secs(15),
+            Duration::from_millis(200),
+            &format!("mode {mode}, once the database answered again"),
+        );
         app.create(&alice, r#"{"title": "after the hang"}"#);
     }
 }
@@ -1293,23 +1285,22 @@ fn a_write_whose_reply_came_before_the_session_ended_is_answered_as_done_once() 
 
     for code in ["57P01", "57P05"] {
         let title = format!("ended by {code}");
-        relay.end_after_next_write(code);
-        let r = alice.post("/api/tasks", &json!({ "title": title }).to_string());
-        assert!(
-            relay.ended_a_session(),
-            "{code}: no write reached the relay"
-        );
+        let ended = |send: &dyn Fn() -> Response| {
+            relay.end_after_next_write(code);
+            let r = send();
+            assert!(
+                relay.ended_a_session(),
+                "{code}: no write reached the relay"
+            );
+            r
+        };
+        let r = ended(&|| alice.post("/api/tasks", &json!({ "title": title }).to_string()));
         assert_eq!(r.status, 201, "{code}: create: {}", r.text());
         let rows = count("select count(*) from tasks where title = $1", &title);
         assert_eq!(rows, 1, "{code}: one 201, {rows} tasks");
         let id = r.json()["id"].as_i64().unwrap();
 
-        relay.end_after_next_write(code);
-        let r = alice.patch(&format!("/api/tasks/{id}/complete"), "");
-        assert!(
-            relay.ended_a_session(),
-            "{code}: no write reached the relay"
-        );
+        let r = ended(&|| alice.patch(&format!("/api/tasks/{id}/complete"), ""));
         assert_eq!(r.status, 200, "{code}: toggle: {}", r.text());
         assert_eq!(r.json()["completed"], true, "{code}");
         let completed = count(
@@ -1321,12 +1312,7 @@ fn a_write_whose_reply_came_before_the_session_ended_is_answered_as_done_once() 
             "{code}: one toggle acknowledged, applied twice"
         );
 
-        relay.end_after_next_write(code);
-        let r = alice.delete(&format!("/api/tasks/{id}"));
-        assert!(
-            relay.ended_a_session(),
-            "{code}: no write reached the relay"
-        );
+        let r = ended(&|| alice.delete(&format!("/api/tasks/{id}")));
         assert_eq!(r.status, 204, "{code}: delete: {}", r.text());
         let rows = count("select count(*) from tasks where title = $1", &title);
         assert_eq!(rows, 0, "{code}");

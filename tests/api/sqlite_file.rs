@@ -51,10 +51,7 @@ fn seen_by_many(
 ) -> BTreeSet<Result<Vec<String>, String>> {
     let handles: Vec<_> = (0..clients)
         .map(|_| {
-            let alice = Client {
-                addr: alice.addr,
-                token: alice.token.clone(),
-            };
+            let alice = alice.clone();
             thread::spawn(move || (0..rounds).map(|_| titles(&alice)).collect::<Vec<_>>())
         })
         .collect();
@@ -98,11 +95,11 @@ fn all_unavailable(alice: &Client, clients: usize, rounds: usize) {
 }
 
 /// Stops the server the way a deployment does (SIGTERM), then starts it again on the same
-/// file.
-fn restarted(mut process: Process, dir: &TempDir) -> Process {
+/// file; with the stopped one's log lines not read before.
+fn restarted(mut process: Process, dir: &TempDir) -> (Process, Vec<String>) {
     process.signal("TERM");
     assert!(process.wait(Duration::from_secs(15)).is_some(), "no exit");
-    server(dir)
+    (server(dir), process.logged_to_the_end())
 }
 
 #[test]
@@ -139,7 +136,7 @@ fn a_database_file_replaced_while_running_is_not_used_until_a_restart() {
         "no error logged about the replaced file: {lines:#?}"
     );
     // After a restart the restored file is the database.
-    let process = restarted(process, &dir);
+    let (process, _) = restarted(process, &dir);
     let alice = client(&process, "alice");
     assert_eq!(
         titles(&alice),
@@ -178,7 +175,7 @@ fn a_database_file_deleted_while_running_gets_no_write_and_no_new_file() {
         "no error logged about the deleted file: {lines:#?}"
     );
     // A restart starts on a new, empty file.
-    let process = restarted(process, &dir);
+    let (process, _) = restarted(process, &dir);
     let alice = client(&process, "alice");
     assert_eq!(titles(&alice), Ok(vec![]));
     create(&alice, "after");
@@ -217,20 +214,12 @@ fn after_junk_bytes_in_the_file_the_server_recovers_once_the_file_is_good_again(
     std::fs::write(&path, &good).unwrap();
 
     // Assert: served again at once, over every pooled connection.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let r = alice.get("/api/tasks");
-        if r.status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still {} 3 s after the good file is back: {}",
-            r.status,
-            r.text()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    alice.wait_for_200(
+        "/api/tasks",
+        Duration::from_secs(3),
+        Duration::from_millis(100),
+        "once the good file is back",
+    );
     let seen = seen_by_many(&alice, 16, 5);
     let all = Ok(vec!["a".to_string(), "b".to_string(), "c".to_string()]);
     assert_eq!(seen, BTreeSet::from([all]));
@@ -420,16 +409,12 @@ fn a_wal_removed_while_running_is_said_once_and_a_restart_recovers() {
     assert_eq!(r.status, 503, "{}", r.text());
     all_unavailable(&alice, 16, 5);
     assert_eq!(process_health(&process).status, 503);
-    let mut process = process;
-    process.signal("TERM");
-    assert!(process.wait(Duration::from_secs(15)).is_some(), "no exit");
-    let said = process
-        .logged_to_the_end()
+    let (process, log) = restarted(process, &dir);
+    let said = log
         .iter()
         .filter(|l| l.contains("was deleted or replaced while the database was in use"))
         .count();
     assert_eq!(said, 1, "the reason logged {said} times");
-    let process = server(&dir);
     let alice = client(&process, "alice");
     assert!(titles(&alice).is_ok(), "{:?}", titles(&alice));
     create(&alice, "two");
