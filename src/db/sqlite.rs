@@ -138,9 +138,7 @@ impl Manager {
             broken: Cell::new(false),
         })
     }
-}
 
-impl Manager {
     /// Marks the store stale for `why`; the error for the connection that found it.
     fn went_stale(&self, why: String) -> rusqlite::Error {
         self.stale.set(why);
